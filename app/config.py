@@ -1,0 +1,82 @@
+"""Settings read from the environment (prefix ``SILTA_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ISSUER = "silta-dev"
+DEV_AUDIENCE = "silta"
+
+
+class Settings(BaseSettings):
+    """Deployment configuration; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="SILTA_", env_file=None, extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
+
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    jwks_refresh_seconds: int = 30
+    jwt_leeway_seconds: int = 30
+
+    accept_temporary_ids: bool = False
+    default_grace_days: int = 14
+
+    @model_validator(mode="after")
+    def _production_needs_real_keys(self) -> Settings:
+        if self.env == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("SILTA_JWT_ISSUER", self.jwt_issuer),
+                    ("SILTA_JWT_AUDIENCE", self.jwt_audience),
+                    ("SILTA_JWKS_FILE or SILTA_JWKS_URL", self.jwks_file or self.jwks_url),
+                    ("SILTA_DATABASE_URL", self.database_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError("production settings need " + ", ".join(missing))
+            if self.jwt_issuer == DEV_ISSUER:
+                raise ValueError("production must not use the development issuer")
+        if not 0 <= self.jwt_leeway_seconds <= 30:
+            raise ValueError("SILTA_JWT_LEEWAY_SECONDS must be between 0 and 30")
+        return self
+
+    @property
+    def uses_dev_key(self) -> bool:
+        """True when Silta signs its own development tokens (embedded default)."""
+        return not (self.jwks_file or self.jwks_url)
+
+    @property
+    def issuer(self) -> str:
+        return self.jwt_issuer or DEV_ISSUER
+
+    @property
+    def audience(self) -> str:
+        return self.jwt_audience or DEV_AUDIENCE
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL as given, or the embedded SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'silta.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()

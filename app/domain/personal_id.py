@@ -1,0 +1,44 @@
+"""The Finnish personal identity code (henkilötunnus), validated with python-stdnum.
+
+The century sign is kept as given (since 2023, ``-``/``Y``/``X``… and ``A``/``B``… are
+different codes for different people); only surrounding whitespace and case are normalised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from stdnum.exceptions import ValidationError
+from stdnum.fi import hetu
+
+from app.errors import Unprocessable
+
+CENTURY = {"+": 1800, **dict.fromkeys("-YXWVU", 1900), **dict.fromkeys("ABCDEF", 2000)}
+TEMPORARY = range(900, 1000)
+
+
+@dataclass(frozen=True)
+class PersonalId:
+    code: str
+    birth_date: dt.date
+    temporary: bool
+
+
+def parse_personal_id(raw: str, *, accept_temporary: bool) -> PersonalId:
+    """The validated code with its birth date; 422 for anything not a valid (permanent) code."""
+    code = raw.strip().upper()
+    try:
+        hetu.validate(code, allow_temporary=True)
+    except ValidationError as exc:
+        raise Unprocessable("personal_id is not a valid Finnish identity code", code="invalid_personal_id") from exc
+    if code != hetu.compact(raw):  # stdnum also drops inner spaces; we do not accept those
+        raise Unprocessable("personal_id is not a valid Finnish identity code", code="invalid_personal_id")
+    temporary = int(code[7:10]) in TEMPORARY
+    if temporary and not accept_temporary:
+        raise Unprocessable(
+            "temporary and test identity codes (individual number 900-999) are not accepted",
+            code="temporary_personal_id",
+        )
+    birth = dt.date(CENTURY[code[6]] + int(code[4:6]), int(code[2:4]), int(code[0:2]))
+    return PersonalId(code=code, birth_date=birth, temporary=temporary)

@@ -1,0 +1,21 @@
+"""All tables, imported so that ``SQLModel.metadata`` knows them (Alembic compares against it)."""
+
+from app.models.assignment import Assignment, ComplianceGap
+from app.models.audit import ChangeEvent
+from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
+from app.models.region import Municipality, Region
+from app.models.request import CoordinationRequest
+from app.models.worker import Worker
+
+__all__ = [
+    "Assignment",
+    "ChangeEvent",
+    "Client",
+    "ClientExternalId",
+    "ComplianceGap",
+    "CoordinationRequest",
+    "Municipality",
+    "Region",
+    "ResponsibilityPeriod",
+    "Worker",
+]

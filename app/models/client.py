@@ -1,0 +1,165 @@
+"""Clients (young people in aftercare), their external ids and responsibility periods."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import ConfigDict
+from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from app.models.common import (
+    Responsibility,
+    ResidenceOutside,
+    SupportLevel,
+    UTCDateTime,
+    enum_check,
+    new_id,
+    timestamp_field,
+)
+
+REGION_CODE = r"^\d{2}$"
+MUNICIPALITY_CODE = r"^\d{3}$"
+
+
+class Client(SQLModel, table=True):
+    __tablename__ = "client"
+    __table_args__ = (
+        CheckConstraint(enum_check("support_level", SupportLevel), name="ck_client_support_level"),
+        CheckConstraint("aftercare_end >= aftercare_start", name="ck_client_aftercare_period"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    personal_id: str = Field(max_length=11, unique=True)
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    birth_date: dt.date
+    support_level: SupportLevel = Field(sa_type=String(20))
+    address_protection: bool = False
+    aftercare_start: dt.date
+    aftercare_end: dt.date = Field(index=True)
+    end_date: dt.date | None = None
+    end_reason: str | None = Field(default=None, max_length=500)
+    version: int = 1
+    created_at: dt.datetime = timestamp_field()
+    updated_at: dt.datetime = timestamp_field()
+
+
+class ClientExternalId(SQLModel, table=True):
+    __tablename__ = "client_external_id"
+    __table_args__ = (UniqueConstraint("system", "external_id", name="uq_client_external_id"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    client_id: uuid.UUID = Field(foreign_key="client.id", index=True)
+    system: str = Field(max_length=100)
+    external_id: str = Field(max_length=100)
+
+
+class ResponsibilityPeriod(SQLModel, table=True):
+    """Which region held a responsibility for a client over ``[valid_from, valid_to)``.
+
+    Rows are never deleted: ``recorded_at``/``valid_to_recorded_at``/``retracted_at`` say when
+    each fact became known, so answers "as known at" a past moment can be reproduced.
+    """
+
+    __tablename__ = "responsibility_period"
+    __table_args__ = (
+        CheckConstraint(enum_check("responsibility", Responsibility), name="ck_period_responsibility"),
+        CheckConstraint(
+            "residence_outside IS NULL OR residence_outside IN ('aland', 'abroad')",
+            name="ck_period_outside",
+        ),
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="ck_period_dates"),
+        CheckConstraint(
+            "(region IS NOT NULL AND residence_outside IS NULL) OR "
+            "(responsibility = 'residence' AND region IS NULL AND residence_outside IS NOT NULL)",
+            name="ck_period_region_or_outside",
+        ),
+        Index(
+            "uq_period_open",
+            "client_id",
+            "responsibility",
+            unique=True,
+            sqlite_where=text("valid_to IS NULL AND retracted_at IS NULL"),
+            postgresql_where=text("valid_to IS NULL AND retracted_at IS NULL"),
+        ),
+        Index("ix_period_region_client", "region", "client_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    client_id: uuid.UUID = Field(foreign_key="client.id", index=True)
+    responsibility: Responsibility = Field(sa_type=String(20))
+    region: str | None = Field(default=None, foreign_key="region.code", max_length=2)
+    municipality: str | None = Field(default=None, foreign_key="municipality.code", max_length=3)
+    residence_outside: ResidenceOutside | None = Field(default=None, sa_type=String(10))
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+    recorded_at: dt.datetime = timestamp_field()
+    valid_to_recorded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    retracted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ExternalIdIn(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system: str = Field(min_length=1, max_length=100)
+    id: str = Field(min_length=1, max_length=100)
+
+
+class ResidenceIn(SQLModel):
+    residence_region: str | None = Field(default=None, regex=REGION_CODE)
+    residence_municipality: str | None = Field(default=None, regex=MUNICIPALITY_CODE)
+    residence_outside: ResidenceOutside | None = None
+
+
+class ClientCreate(ResidenceIn):
+    model_config = ConfigDict(extra="forbid")
+
+    personal_id: str = Field(min_length=11, max_length=40)
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    organising_region: str = Field(regex=REGION_CODE)
+    address_protection: bool = False
+    aftercare_start: dt.date
+    support_level: SupportLevel = SupportLevel.standard
+    external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=20)
+
+
+class ClientUpdate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    first_name: str | None = Field(default=None, min_length=1, max_length=100)
+    last_name: str | None = Field(default=None, min_length=1, max_length=100)
+    support_level: SupportLevel | None = None
+    address_protection: bool | None = None
+    external_ids: list[ExternalIdIn] | None = Field(default=None, max_length=20)
+
+
+class ClientSearch(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    personal_id: str | None = Field(default=None, min_length=1, max_length=40)
+    system: str | None = Field(default=None, min_length=1, max_length=100)
+    external_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class MoveCreate(ResidenceIn):
+    model_config = ConfigDict(extra="forbid")
+
+    effective_date: dt.date
+
+
+class OrganisingTransferCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_region: str = Field(regex=REGION_CODE)
+    effective_date: dt.date
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ClientEnd(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    end_date: dt.date
+    reason: str = Field(min_length=1, max_length=500)

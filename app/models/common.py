@@ -1,0 +1,105 @@
+"""Column types and vocabularies shared by the tables and schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# Named constraints everywhere, so migrations can refer to them on both backends.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC timestamps on both backends (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def timestamp_field(**kwargs: Any) -> Any:
+    """A tz-aware UTC timestamp column, defaulting to now."""
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, **kwargs)
+
+
+class Responsibility(StrEnum):
+    organising = "organising"
+    residence = "residence"
+
+
+class SupportLevel(StrEnum):
+    standard = "standard"
+    enhanced = "enhanced"
+    special = "special"
+
+
+class WorkerRole(StrEnum):
+    social_worker = "social_worker"
+    counsellor = "counsellor"
+    special_counsellor = "special_counsellor"
+    other = "other"
+
+
+class Service(StrEnum):
+    aftercare = "aftercare"
+    disability = "disability"
+    mental_health_substance = "mental_health_substance"
+    adult_social_work = "adult_social_work"
+    other = "other"
+
+
+class ResidenceOutside(StrEnum):
+    aland = "aland"
+    abroad = "abroad"
+
+
+class RequestKind(StrEnum):
+    assign_residence_worker = "assign_residence_worker"
+    assign_organising_worker = "assign_organising_worker"
+    accept_organising_transfer = "accept_organising_transfer"
+    confirm_pair = "confirm_pair"
+    review_cost_decision = "review_cost_decision"
+    other = "other"
+
+
+class RequestStatus(StrEnum):
+    open = "open"
+    accepted = "accepted"
+    declined = "declined"
+    cancelled = "cancelled"
+
+
+def enum_check(column: str, enum: type[StrEnum]) -> str:
+    """SQL for a CHECK constraint keeping ``column`` inside ``enum``."""
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    return f"{column} IN ({values})"

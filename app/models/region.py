@@ -1,0 +1,93 @@
+"""Regions (hyvinvointialueet), their settings, and municipalities."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import ConfigDict, field_validator
+from sqlalchemy import CheckConstraint, Column
+from sqlmodel import Field, SQLModel
+
+from app.models.common import JSONType, WorkerRole, timestamp_field
+
+DEFAULT_CASELOAD_TARGETS = {"social_worker": 50, "counsellor": 25, "special_counsellor": 25}
+DEFAULT_CASELOAD_WEIGHTS = {"standard": 1.0, "enhanced": 1.5, "special": 2.0}
+
+
+class RegionSettings(SQLModel):
+    grace_days: int = Field(default=14, ge=0, le=365)
+    aftercare_end_age: int = Field(default=23, ge=23, le=25)
+    caseload_targets: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CASELOAD_TARGETS))
+    caseload_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CASELOAD_WEIGHTS))
+
+
+class Region(SQLModel, table=True):
+    __tablename__ = "region"
+    __table_args__ = (
+        CheckConstraint("grace_days BETWEEN 0 AND 365", name="ck_region_grace_days"),
+        CheckConstraint("aftercare_end_age BETWEEN 23 AND 25", name="ck_region_aftercare_end_age"),
+    )
+
+    code: str = Field(primary_key=True, max_length=2)
+    name_fi: str = Field(max_length=200)
+    name_sv: str = Field(max_length=200)
+    name_en: str = Field(max_length=200)
+    organiser: bool
+    grace_days: int = 14
+    aftercare_end_age: int = 23
+    caseload_targets: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    caseload_weights: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    updated_at: dt.datetime = timestamp_field()
+
+
+class RegionPublic(SQLModel):
+    code: str
+    name_fi: str
+    name_sv: str
+    name_en: str
+    settings: RegionSettings
+
+
+class RegionSettingsUpdate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_days: int | None = Field(default=None, ge=0, le=365)
+    aftercare_end_age: int | None = Field(default=None, ge=23, le=25)
+    caseload_targets: dict[WorkerRole, int] | None = None
+    caseload_weights: dict[str, float] | None = None
+
+    @field_validator("caseload_targets")
+    @classmethod
+    def _targets_positive(cls, value: dict[WorkerRole, int] | None) -> dict[WorkerRole, int] | None:
+        if value is not None and any(not 1 <= target <= 1000 for target in value.values()):
+            raise ValueError("caseload targets must be between 1 and 1000")
+        return value
+
+    @field_validator("caseload_weights")
+    @classmethod
+    def _weights_known(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        unknown = set(value) - set(DEFAULT_CASELOAD_WEIGHTS)
+        if unknown:
+            raise ValueError(f"unknown support levels: {', '.join(sorted(unknown))}")
+        if any(not 0 < weight <= 10 for weight in value.values()):
+            raise ValueError("weights must be above 0 and at most 10")
+        return value
+
+
+class Municipality(SQLModel, table=True):
+    __tablename__ = "municipality"
+
+    code: str = Field(primary_key=True, max_length=3)
+    name_fi: str = Field(max_length=200)
+    region_code: str = Field(foreign_key="region.code", max_length=2, index=True)
+    classification_year: int
+
+
+class MunicipalityPublic(SQLModel):
+    code: str
+    name_fi: str
+    region: str
+    classification_year: int

@@ -1,0 +1,205 @@
+"""Token verification, JWKS handling and the development signing key.
+
+The only module that imports jose. Rules (STYLE.md "python-jose, safely"): algorithms pinned
+in code, ``exp``/``sub``/``aud``/``iss`` required, every jose error is a plain 401, claims
+parsed into a model only after the signature checked out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jose import jwk, jwt
+from jose.backends.base import Key
+from jose.exceptions import JOSEError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.config import Settings
+from app.errors import Unauthorized
+
+ALGORITHMS = ["RS256", "ES256"]
+MAX_TOKEN_LENGTH = 8192
+DEV_KEY_FILE = "dev-signing-key.pem"
+DEV_KID = "silta-dev-1"
+
+
+class Role(StrEnum):
+    system = "system"
+    coordinator = "coordinator"
+    auditor = "auditor"
+    admin = "admin"
+
+
+class TokenClaims(BaseModel):
+    """The verified claims Silta uses."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sub: str = Field(min_length=1, max_length=200)
+    roles: list[Role] = Field(min_length=1, max_length=4)
+    region: str | None = Field(default=None, pattern=r"^\d{2}$")
+    client_system: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _region_for_regional_roles(self) -> TokenClaims:
+        if {Role.system, Role.coordinator} & set(self.roles) and not self.region:
+            raise ValueError("system and coordinator tokens must carry a region")
+        return self
+
+
+def _alg_for(jwk_dict: dict[str, Any]) -> str | None:
+    if jwk_dict.get("alg") in ALGORITHMS:
+        return str(jwk_dict["alg"])
+    if jwk_dict.get("kty") == "RSA":
+        return "RS256"
+    if jwk_dict.get("kty") == "EC" and jwk_dict.get("crv") == "P-256":
+        return "ES256"
+    return None
+
+
+def parse_jwks(document: dict[str, Any]) -> dict[str, tuple[Key, str]]:
+    """kid → (public key, algorithm), built once per key; unusable keys are skipped."""
+    keys: dict[str, tuple[Key, str]] = {}
+    for item in document.get("keys", []):
+        alg = _alg_for(item)
+        kid = item.get("kid")
+        if not alg or not kid or "d" in item:  # no private keys, no symmetric keys
+            continue
+        try:
+            keys[str(kid)] = (jwk.construct(item, alg), alg)
+        except JOSEError:
+            continue
+    return keys
+
+
+class KeyStore:
+    """Verification keys by ``kid``: from a JWKS file, a JWKS URL (cached), or the dev key."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._url = settings.jwks_url
+        self._refresh_seconds = settings.jwks_refresh_seconds
+        self._transport = transport
+        self._fetched_at = float("-inf")
+        self._keys: dict[str, tuple[Key, str]] = {}
+        if settings.jwks_file:
+            self._keys = parse_jwks(json.loads(Path(settings.jwks_file).read_text()))
+        elif settings.uses_dev_key:
+            self._keys = parse_jwks(dev_jwks(ensure_dev_key(settings.data_dir)))
+
+    async def key_for(self, kid: str) -> tuple[Key, str] | None:
+        if kid not in self._keys and self._url and self._may_refetch():
+            await self._fetch()
+        return self._keys.get(kid)
+
+    def _may_refetch(self) -> bool:
+        return time.monotonic() - self._fetched_at >= self._refresh_seconds
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        try:
+            async with httpx.AsyncClient(transport=self._transport, timeout=5.0) as client:
+                response = await client.get(str(self._url))
+                response.raise_for_status()
+                self._keys = parse_jwks(response.json()) or self._keys
+        except (httpx.HTTPError, ValueError):
+            return  # keep the keys we had; the next unknown kid tries again after the interval
+
+
+async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenClaims:
+    """Verified claims of a bearer token, or ``Unauthorized`` (never saying why)."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise Unauthorized()
+    try:
+        header = jwt.get_unverified_header(token)
+        found = await keys.key_for(str(header.get("kid", "")))
+        if found is None or header.get("alg") != found[1]:
+            raise Unauthorized()
+        claims = jwt.decode(
+            token,
+            found[0],
+            algorithms=ALGORITHMS,
+            audience=settings.audience,
+            issuer=settings.issuer,
+            options={
+                "require_exp": True,
+                "require_sub": True,
+                "require_aud": True,
+                "require_iss": True,
+                "leeway": settings.jwt_leeway_seconds,
+            },
+        )
+        return TokenClaims.model_validate(claims)
+    except (JOSEError, ValidationError, ValueError, TypeError, AttributeError) as exc:
+        raise Unauthorized() from exc
+
+
+def ensure_dev_key(data_dir: Path) -> Path:
+    """The development signing key (EC P-256), created on first use in the data folder."""
+    path = data_dir / DEV_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path.touch(mode=0o600)
+        path.write_bytes(pem)
+    return path
+
+
+def dev_jwks(key_path: Path) -> dict[str, Any]:
+    """The public half of the development key as a JWKS document."""
+    private = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    public = jwk.construct(public_pem, "ES256").to_dict()
+    return {"keys": [{**public, "kid": DEV_KID, "alg": "ES256", "use": "sig"}]}
+
+
+def mint_token(
+    private_pem: bytes,
+    *,
+    kid: str,
+    algorithm: str,
+    issuer: str,
+    audience: str,
+    subject: str,
+    roles: list[str],
+    region: str | None = None,
+    client_system: str | None = None,
+    ttl_seconds: int = 3600,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A signed token (development key, tests and tools; production tokens come from the IdP)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "jti": str(uuid.uuid4()),
+        "roles": roles,
+    }
+    if region:
+        claims["region"] = region
+    if client_system:
+        claims["client_system"] = client_system
+    claims.update(extra or {})
+    return str(jwt.encode(claims, private_pem.decode(), algorithm=algorithm, headers={"kid": kid}))
+
+
+def mint_dev_token(settings: Settings, **kwargs: Any) -> str:
+    """A token signed with the development key of this data folder."""
+    pem = ensure_dev_key(settings.data_dir).read_bytes()
+    return mint_token(
+        pem, kid=DEV_KID, algorithm="ES256", issuer=settings.issuer, audience=settings.audience, **kwargs
+    )

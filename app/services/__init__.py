@@ -1,0 +1,1 @@
+"""Use cases: (session, caller, input) → result. The only layer that writes."""

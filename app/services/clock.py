@@ -1,0 +1,12 @@
+"""Today's date where the service operates (Finnish time)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+FINLAND = ZoneInfo("Europe/Helsinki")
+
+
+def today() -> dt.date:
+    return dt.datetime.now(FINLAND).date()

@@ -1,0 +1,67 @@
+"""Keyset pagination with opaque cursors (stable under concurrent inserts)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, tuple_
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.errors import ValidationFailed
+
+T = TypeVar("T")
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([str(v) for v in values]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[str]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor") from exc
+    if not isinstance(values, list) or len(values) != size or not all(isinstance(v, str) for v in values):
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor")
+    return values
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: Select[Any],
+    *,
+    keys: Sequence[ColumnElement[Any]],
+    key_of: Callable[[Any], Sequence[Any]],
+    parse: Sequence[Callable[[str], Any]],
+    page: PageParams,
+) -> Page[Any]:
+    """One page of ``statement`` ordered by ``keys`` (unique together), after ``page.cursor``."""
+    if page.cursor:
+        raw = decode_cursor(page.cursor, len(keys))
+        try:
+            after = [convert(value) for convert, value in zip(parse, raw, strict=True)]
+        except ValueError as exc:
+            raise ValidationFailed("cursor is not valid", code="invalid_cursor") from exc
+        statement = statement.where(tuple_(*keys) > tuple_(*after))
+    rows = list((await session.execute(statement.order_by(*keys).limit(page.limit + 1))).all())
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    items = [row[0] if len(row) == 1 else row for row in rows]
+    return Page(items=items, next_cursor=encode_cursor(key_of(items[-1])) if more and items else None)
