@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from pydantic import ConfigDict
 from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
@@ -163,3 +164,78 @@ class ClientEnd(SQLModel):
 
     end_date: dt.date
     reason: str = Field(min_length=1, max_length=500)
+
+
+class ClientSummary(SQLModel):
+    """A client in lists: no identity code."""
+
+    id: uuid.UUID
+    first_name: str
+    last_name: str
+    birth_date: dt.date
+    organising_region: str
+    residence_region: str | None
+    residence_municipality: str | None
+    residence_outside: ResidenceOutside | None
+    address_protection: bool
+    support_level: SupportLevel
+    aftercare_start: dt.date
+    aftercare_end: dt.date
+    status: str
+    compliance: str
+
+
+class ExternalIdPublic(SQLModel):
+    system: str
+    id: str
+
+
+class ClientPublic(ClientSummary):
+    personal_id: str
+    end_reason: str | None
+    external_ids: list[ExternalIdPublic]
+    missing: list[Any] = Field(default_factory=list, description="open compliance gaps")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class NamedWorker(SQLModel):
+    assignment_id: uuid.UUID
+    worker_id: uuid.UUID
+    name: str
+    role: str
+    since: dt.date
+
+
+class HeldResponsibility(SQLModel):
+    region: str | None
+    since: dt.date
+    residence_outside: ResidenceOutside | None = None
+    named_worker: NamedWorker | None
+
+
+class ResponsibilityPublic(SQLModel):
+    client_id: uuid.UUID
+    as_of: dt.date
+    known_at: dt.datetime
+    status: str
+    organising: HeldResponsibility | None
+    residence: HeldResponsibility | None
+    compliance: str
+    missing: list[Any]
+    cost_decisions: list[Any] = Field(default_factory=list)
+    pending_requests: list[Any] = Field(default_factory=list)
+
+
+class TimelineEntry(SQLModel):
+    date: dt.date
+    recorded_at: dt.datetime
+    type: str
+    responsibility: str | None = None
+    region: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClientHistory(SQLModel):
+    client_id: uuid.UUID
+    items: list[TimelineEntry]

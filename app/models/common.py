@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import JSON, DateTime, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
+from pydantic import BaseModel
 from sqlmodel import Field, SQLModel
 
 # Named constraints everywhere, so migrations can refer to them on both backends.
@@ -18,6 +19,8 @@ SQLModel.metadata.naming_convention = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+T = TypeVar("T")
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -103,3 +106,10 @@ def enum_check(column: str, enum: type[StrEnum]) -> str:
     """SQL for a CHECK constraint keeping ``column`` inside ``enum``."""
     values = ", ".join(f"'{member.value}'" for member in enum)
     return f"{column} IN ({values})"
+
+
+class PageOut(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` as ``?cursor=`` for the next one."""
+
+    items: list[T]
+    next_cursor: str | None

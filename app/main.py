@@ -1,0 +1,64 @@
+"""The ASGI application: ``app.main:app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
+
+from app import problems
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.deps import current_caller
+from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.routers import assignments, clients, compliance, health, regions, workers
+from app.security import KeyStore
+
+API_VERSION = "1.0.0"
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable operation ids ``<tag>-<handler>`` for generated clients."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """Build the app for ``settings``; every ``/v1`` route requires a verified token."""
+    settings = settings or get_settings()
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Silta API",
+        version=API_VERSION,
+        summary="Coordinating child-welfare aftercare responsibility across Finnish wellbeing services counties",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.keys = KeyStore(settings, transport=jwks_transport)
+    problems.install(app)
+    app.include_router(health.router)
+    protected = [Depends(current_caller)]
+    for module in (regions, workers, clients, assignments, compliance):
+        app.include_router(module.router, prefix="/v1", dependencies=protected)
+    app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``app.main:app`` is built on first access, so importing this module has no side effects."""
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -1,0 +1,61 @@
+"""Access as a query filter: every client read and write goes through ``client_for``.
+
+A caller only ever sees clients its region is involved in (holds or held a responsibility,
+or has an open coordination request about); anything else is 404, never 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, or_, select, true
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
+from app.errors import NotFound
+from app.models.client import Client, ResponsibilityPeriod
+from app.models.request import CoordinationRequest
+
+
+def involved(region: str) -> ColumnElement[bool]:
+    """SQL: the client row's region involvement."""
+    period = ResponsibilityPeriod
+    request = CoordinationRequest
+    return or_(
+        exists(
+            select(period.id).where(
+                period.client_id == Client.id, period.region == region, period.retracted_at.is_(None)  # type: ignore[union-attr]
+            )
+        ),
+        exists(
+            select(request.id).where(
+                request.client_id == Client.id,
+                request.status == "open",
+                or_(request.to_region == region, request.from_region == region),
+            )
+        ),
+    )
+
+
+def readable(caller: Caller) -> ColumnElement[bool]:
+    """SQL condition for the clients this caller may read (403 for roles that read none)."""
+    caller.require(SYSTEM, COORDINATOR, AUDITOR)
+    if caller.national:
+        return true()
+    assert caller.region is not None
+    return involved(caller.region)
+
+
+async def client_for(
+    session: AsyncSession, caller: Caller, client_id: uuid.UUID, *, for_update: bool = False
+) -> Client:
+    """The client if the caller may see it, else 404; ``for_update`` locks the row for a write."""
+    statement: Any = select(Client).where(Client.id == client_id, readable(caller))
+    if for_update:
+        caller.writer_region()
+        statement = statement.with_for_update()
+    client = (await session.execute(statement)).scalars().first()
+    if client is None:
+        raise NotFound("client not found", code="client_not_found")
+    return client

@@ -1,0 +1,130 @@
+"""Naming workers (rules 2, 3 and 7) and ending their assignments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain import responsibility as rules
+from app.domain.access import Caller
+from app.errors import Conflict, NotFound, NotResponsible, ResponsibilityTaken, Unprocessable
+from app.models.assignment import Assignment, AssignmentCreate, AssignmentEnd, AssignmentPublic
+from app.models.common import utcnow
+from app.models.worker import Worker
+from app.services import state
+from app.services.access import client_for
+from app.services.audit import record_change, snapshot
+from app.services.clock import today
+from app.services.compliance import reconcile
+
+
+def assignment_public(assignment: Assignment, worker: Worker | None = None) -> AssignmentPublic:
+    return AssignmentPublic(
+        id=assignment.id, client_id=assignment.client_id, responsibility=assignment.responsibility,
+        region=assignment.region, worker_id=assignment.worker_id,
+        worker_name=worker.name if worker else None, worker_role=worker.role if worker else None,
+        start_date=assignment.valid_from, end_date=assignment.valid_to, end_reason=assignment.end_reason,
+        recorded_at=assignment.recorded_at,
+    )
+
+
+async def create_assignment(
+    session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: AssignmentCreate
+) -> AssignmentPublic:
+    """Name a worker for the responsibility the caller's region holds."""
+    client = await client_for(session, caller, client_id, for_update=True)
+    on = today()
+    start = data.start_date or on
+    if client.end_date is not None or on > client.aftercare_end:
+        raise Unprocessable("the client's aftercare has ended", code="client_ended")
+    periods = await state.open_periods(session, client.id)
+    worker = await session.get(Worker, data.worker_id)
+    if worker is None:
+        raise Unprocessable("no such worker", code="worker_not_found")
+    region = rules.check_assignment(
+        responsibility=data.responsibility,
+        caller_region=caller.writer_region(),
+        holders=state.holders_of(periods),
+        worker=rules.Candidate(region=worker.region, active=worker.active, role=worker.role),
+        support_level=client.support_level,
+    )
+    period_start = periods[data.responsibility].valid_from
+    if not max(period_start, client.aftercare_start) <= start <= client.aftercare_end:
+        raise Unprocessable(
+            f"start_date must be between {max(period_start, client.aftercare_start)} and {client.aftercare_end}",
+            code="invalid_dates",
+        )
+    await _refuse_overlap(session, client.id, data.responsibility, start)
+    assignment = Assignment(
+        client_id=client.id, responsibility=data.responsibility, region=region, worker_id=worker.id,
+        valid_from=start,
+    )
+    session.add(assignment)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise ResponsibilityTaken() from None
+    record_change(session, caller, action="assignment.created", entity=assignment, client_id=client.id)
+    await reconcile(session, caller, client, cause="assigned", on=on, closed_by=assignment)
+    await session.commit()
+    return assignment_public(assignment, worker)
+
+
+async def _refuse_overlap(session: AsyncSession, client_id: uuid.UUID, responsibility: str, start: dt.date) -> None:
+    """409 while another assignment of the responsibility is open or still running on ``start``."""
+    clash = (await session.exec(select(Assignment.id).where(
+        Assignment.client_id == client_id,
+        Assignment.responsibility == responsibility,
+        col(Assignment.retracted_at).is_(None),
+        col(Assignment.valid_to).is_(None) | (col(Assignment.valid_to) > start),
+    ))).first()
+    if clash is not None:
+        raise ResponsibilityTaken(assignment_id=str(clash))
+
+
+async def list_assignments(
+    session: AsyncSession, caller: Caller, client_id: uuid.UUID, *, as_of: dt.date | None
+) -> list[AssignmentPublic]:
+    """The client's assignments in force on ``as_of`` (all of them when not given)."""
+    client = await client_for(session, caller, client_id)
+    statement = select(Assignment, Worker).join(Worker, col(Worker.id) == Assignment.worker_id).where(
+        Assignment.client_id == client.id, col(Assignment.retracted_at).is_(None)
+    )
+    if as_of is not None:
+        statement = statement.where(
+            col(Assignment.valid_from) <= as_of,
+            col(Assignment.valid_to).is_(None) | (col(Assignment.valid_to) > as_of),
+        )
+    rows = await session.exec(statement.order_by(col(Assignment.valid_from), col(Assignment.id)))
+    return [assignment_public(assignment, worker) for assignment, worker in rows]
+
+
+async def end_assignment(
+    session: AsyncSession, caller: Caller, assignment_id: uuid.UUID, data: AssignmentEnd
+) -> AssignmentPublic:
+    """End an assignment (its region only); the responsibility's gap opens on the end date."""
+    assignment = await session.get(Assignment, assignment_id)
+    if assignment is None or assignment.retracted_at is not None:
+        raise NotFound("assignment not found", code="assignment_not_found")
+    client = await client_for(session, caller, assignment.client_id, for_update=True)
+    await session.refresh(assignment)
+    if caller.writer_region() != assignment.region:
+        raise NotResponsible(f"only region {assignment.region} may end this assignment")
+    if assignment.valid_to is not None:
+        raise Conflict("the assignment has already ended", code="assignment_ended")
+    end = data.end_date or today()
+    if end < assignment.valid_from:
+        raise Unprocessable("end_date is before the start of the assignment", code="invalid_dates")
+    before = snapshot(assignment)
+    assignment.valid_to, assignment.valid_to_recorded_at, assignment.end_reason = end, utcnow(), data.reason
+    session.add(assignment)
+    record_change(session, caller, action="assignment.ended", entity=assignment, client_id=client.id, before=before)
+    await session.flush()
+    await reconcile(session, caller, client, cause="assignment_ended", on=today())
+    await session.commit()
+    return assignment_public(assignment, await session.get(Worker, assignment.worker_id))

@@ -1,0 +1,238 @@
+"""Registering, reading, searching, updating and ending clients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import exists
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.domain import aftercare
+from app.domain.access import Caller
+from app.domain.personal_id import parse_personal_id
+from app.domain.responsibility import ORGANISING, RESIDENCE
+from app.errors import Conflict, DuplicateClient, NotResponsible, Unprocessable, ValidationFailed
+from app.models.assignment import ComplianceGap
+from app.models.client import (
+    Client,
+    ClientCreate,
+    ClientEnd,
+    ClientExternalId,
+    ClientPublic,
+    ClientSearch,
+    ClientSummary,
+    ClientUpdate,
+    ExternalIdIn,
+    ResponsibilityPeriod,
+)
+from app.models.common import RequestKind, utcnow
+from app.models.worker import Worker
+from app.services import state
+from app.services.access import client_for, readable
+from app.services.audit import record_change, snapshot
+from app.services.clock import today
+from app.services.compliance import gap_in_force, reconcile
+from app.services.pagination import Page, PageParams, paginate
+from app.services.regions import resolve_residence
+from app.services.requests import open_request
+from app.services.views import client_public, summary
+
+
+async def register_client(
+    session: AsyncSession, caller: Caller, data: ClientCreate, *, settings: Settings
+) -> ClientPublic:
+    """Register a client for the caller's region (organising or residence) and open its gaps."""
+    caller_region = caller.writer_region()
+    pid = parse_personal_id(data.personal_id, accept_temporary=settings.accept_temporary_ids)
+    organising = await state.region(session, data.organising_region)
+    if not organising.organiser:
+        raise Unprocessable(f"region {organising.code} organises no aftercare", code="unknown_region")
+    residence, municipality, outside = await resolve_residence(session, data)
+    if caller_region not in {organising.code, residence}:
+        raise NotResponsible("the caller's region must be the organising or the residence region")
+    on = today()
+    aftercare.check_registrable(pid.birth_date, organising.aftercare_end_age, data.aftercare_start, on)
+    await _refuse_duplicate(session, caller, pid.code)
+    client = Client(
+        personal_id=pid.code, first_name=data.first_name, last_name=data.last_name, birth_date=pid.birth_date,
+        support_level=data.support_level, address_protection=data.address_protection,
+        aftercare_start=data.aftercare_start,
+        aftercare_end=aftercare.aftercare_end(pid.birth_date, organising.aftercare_end_age),
+    )
+    session.add(client)
+    session.add(ResponsibilityPeriod(
+        client_id=client.id, responsibility=ORGANISING, region=organising.code, valid_from=data.aftercare_start
+    ))
+    session.add(ResponsibilityPeriod(
+        client_id=client.id, responsibility=RESIDENCE, region=residence, municipality=municipality,
+        residence_outside=outside, valid_from=data.aftercare_start,
+    ))
+    _add_external_ids(session, client.id, data.external_ids)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        await _refuse_duplicate(session, caller, pid.code)
+        raise Conflict("an external id is already linked to another client", code="duplicate_external_id") from None
+    record_change(session, caller, action="client.registered", entity=client, client_id=client.id)
+    await reconcile(session, caller, client, cause="registered", on=on)
+    if residence and residence != organising.code:
+        other = residence if caller_region == organising.code else organising.code
+        kind = RequestKind.assign_residence_worker if other == residence else RequestKind.assign_organising_worker
+        await open_request(session, caller, client, kind=kind, to_region=other, on=on)
+    await session.commit()
+    return await client_public(session, caller, client)
+
+
+async def _refuse_duplicate(session: AsyncSession, caller: Caller, code: str) -> None:
+    existing = (await session.exec(select(Client.id).where(Client.personal_id == code))).first()
+    if existing is None:
+        return
+    visible = (await session.exec(select(Client.id).where(Client.id == existing, readable(caller)))).first()
+    raise DuplicateClient(existing_id=str(visible) if visible else None)
+
+
+def _add_external_ids(session: AsyncSession, client_id: uuid.UUID, ids: list[ExternalIdIn]) -> None:
+    if len({(item.system, item.id) for item in ids}) != len(ids):
+        raise ValidationFailed("external_ids contains the same id twice")
+    for item in ids:
+        session.add(ClientExternalId(client_id=client_id, system=item.system, external_id=item.id))
+
+
+async def get_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> ClientPublic:
+    return await client_public(session, caller, await client_for(session, caller, client_id))
+
+
+async def search_clients(session: AsyncSession, caller: Caller, query: ClientSearch, *, settings: Settings) -> list[ClientPublic]:
+    """Find a client by identity code or by a source system's id (never in a URL)."""
+    statement = select(Client).where(readable(caller))
+    if query.personal_id and not (query.system or query.external_id):
+        code = parse_personal_id(query.personal_id, accept_temporary=True).code
+        statement = statement.where(Client.personal_id == code)
+    elif query.system and query.external_id and not query.personal_id:
+        statement = statement.where(
+            exists(select(ClientExternalId.id).where(
+                ClientExternalId.client_id == Client.id,
+                ClientExternalId.system == query.system,
+                ClientExternalId.external_id == query.external_id,
+            ))
+        )
+    else:
+        raise ValidationFailed("give either personal_id, or system with external_id")
+    return [await client_public(session, caller, client) for client in (await session.exec(statement)).all()]
+
+
+async def list_clients(
+    session: AsyncSession, caller: Caller, *, region: str | None, status: str | None, compliance: str | None,
+    page: PageParams,
+) -> Page[ClientSummary]:
+    """Clients the caller may see, filtered; pages ordered by id."""
+    on = today()
+    statement = select(Client).where(readable(caller))
+    if region:
+        statement = statement.where(exists(select(ResponsibilityPeriod.id).where(
+            ResponsibilityPeriod.client_id == Client.id, ResponsibilityPeriod.region == region,
+            col(ResponsibilityPeriod.valid_to).is_(None), col(ResponsibilityPeriod.retracted_at).is_(None),
+        )))
+    if status == "ended":
+        statement = statement.where(col(Client.aftercare_end) < on)
+    elif status == "active":
+        statement = statement.where(col(Client.aftercare_end) >= on, col(Client.aftercare_start) <= on)
+    elif status == "upcoming":
+        statement = statement.where(col(Client.aftercare_start) > on)
+    if compliance:
+        open_gap = select(ComplianceGap.id).where(
+            ComplianceGap.client_id == Client.id, col(ComplianceGap.closed_at).is_(None), gap_in_force(on)
+        )
+        if compliance == "overdue":
+            open_gap = open_gap.where(col(ComplianceGap.due) < on)
+        has_gap = exists(open_gap)
+        statement = statement.where(col(Client.aftercare_end) >= on, ~has_gap if compliance == "ok" else has_gap)
+    result = await paginate(
+        session, statement,  # type: ignore[arg-type]
+        keys=[col(Client.id)], key_of=lambda client: (client.id,), parse=[uuid.UUID], page=page,
+    )
+    items = []
+    for client in result.items:
+        view = await client_public(session, caller, client)
+        items.append(ClientSummary.model_validate(view.model_dump()))
+    return Page(items=items, next_cursor=result.next_cursor)
+
+
+async def _holding_region(session: AsyncSession, caller: Caller, client: Client) -> str:
+    """The caller's region if it currently holds a responsibility for the client, else 403."""
+    region = caller.writer_region()
+    periods = await state.open_periods(session, client.id)
+    if region not in {period.region for period in periods.values()}:
+        raise NotResponsible("the caller's region holds no responsibility for this client")
+    return region
+
+
+async def update_client(
+    session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: ClientUpdate
+) -> ClientPublic:
+    """Change names, support level, address protection or external ids."""
+    client = await client_for(session, caller, client_id, for_update=True)
+    await _holding_region(session, caller, client)
+    before = snapshot(client)
+    changes = data.model_dump(exclude_unset=True, exclude={"external_ids"})
+    if changes.get("support_level") == "special":
+        organising = (await state.open_assignments(session, client.id)).get(ORGANISING)
+        if organising is not None and (await session.get_one(Worker, organising.worker_id)).role != "social_worker":
+            raise Unprocessable(
+                "end the organising assignment first: special support needs a social worker",
+                code="social_worker_required",
+            )
+    for field, value in changes.items():
+        if value is None:
+            raise ValidationFailed(f"{field} cannot be null")
+        setattr(client, field, value)
+    if data.external_ids is not None:
+        for row in await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)):
+            await session.delete(row)
+        await session.flush()
+        _add_external_ids(session, client.id, data.external_ids)
+    client.version += 1
+    client.updated_at = utcnow()
+    session.add(client)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("an external id is already linked to another client", code="duplicate_external_id") from None
+    record_change(session, caller, action="client.updated", entity=client, client_id=client.id, before=before)
+    await session.commit()
+    return await client_public(session, caller, client)
+
+
+async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: ClientEnd) -> ClientPublic:
+    """End aftercare early: the organising region only; assignments end, gaps close."""
+    client = await client_for(session, caller, client_id, for_update=True)
+    periods = await state.open_periods(session, client.id)
+    if caller.writer_region() != periods[ORGANISING].region:
+        raise NotResponsible("only the organising region ends aftercare")
+    if client.end_date is not None:
+        raise Conflict("aftercare has already been ended", code="client_ended")
+    if not client.aftercare_start <= data.end_date <= client.aftercare_end:
+        raise Unprocessable("end_date must fall within the aftercare period", code="invalid_dates")
+    before = snapshot(client)
+    client.end_date, client.end_reason, client.aftercare_end = data.end_date, data.reason, data.end_date
+    client.version += 1
+    client.updated_at = utcnow()
+    session.add(client)
+    first_day_after = data.end_date + dt.timedelta(days=1)
+    for assignment in (await state.open_assignments(session, client.id)).values():
+        assignment_before = snapshot(assignment)
+        assignment.valid_to = max(first_day_after, assignment.valid_from)
+        assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "aftercare_ended"
+        session.add(assignment)
+        record_change(session, caller, action="assignment.ended", entity=assignment, client_id=client.id,
+                      before=assignment_before)
+    record_change(session, caller, action="client.ended", entity=client, client_id=client.id, before=before)
+    await reconcile(session, caller, client, cause="aftercare_ended", on=first_day_after)
+    await session.commit()
+    return await client_public(session, caller, client)

@@ -1,0 +1,75 @@
+"""Public views of clients, honouring address protection."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain import aftercare
+from app.domain.access import Caller
+from app.domain.compliance import compliance_status
+from app.domain.responsibility import ORGANISING, RESIDENCE
+from app.models.assignment import ComplianceGap
+from app.models.client import (
+    Client,
+    ClientExternalId,
+    ClientPublic,
+    ClientSummary,
+    ExternalIdPublic,
+    ResponsibilityPeriod,
+)
+from app.services import state
+from app.services.clock import today
+from app.services.compliance import gap_in_force, gap_public
+
+
+def summary(
+    client: Client, caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int
+) -> ClientSummary:
+    """The list view of a client; the municipality of a protected address only for its region."""
+    on = today()
+    residence = periods.get(RESIDENCE)
+    show_municipality = not client.address_protection or (
+        residence is not None and residence.region is not None and caller.region == residence.region
+    )
+    status = aftercare.status(client.aftercare_start, client.aftercare_end, on)
+    return ClientSummary(
+        id=client.id,
+        first_name=client.first_name,
+        last_name=client.last_name,
+        birth_date=client.birth_date,
+        organising_region=periods[ORGANISING].region or "",
+        residence_region=residence.region if residence else None,
+        residence_municipality=residence.municipality if residence and show_municipality else None,
+        residence_outside=residence.residence_outside if residence else None,
+        address_protection=client.address_protection,
+        support_level=client.support_level,
+        aftercare_start=client.aftercare_start,
+        aftercare_end=client.aftercare_end,
+        status=status,
+        compliance=compliance_status(active=status != "ended", missing=open_gaps),
+    )
+
+
+async def client_public(session: AsyncSession, caller: Caller, client: Client) -> ClientPublic:
+    """The full view of one client, with its open gaps and external ids."""
+    on = today()
+    periods = await state.open_periods(session, client.id)
+    gaps = (
+        await session.exec(
+            select(ComplianceGap).where(
+                ComplianceGap.client_id == client.id, col(ComplianceGap.closed_at).is_(None), gap_in_force(on)
+            )
+        )
+    ).all()
+    external = await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id))
+    base = summary(client, caller, periods, len(gaps))
+    return ClientPublic(
+        **base.model_dump(),
+        personal_id=client.personal_id,
+        end_reason=client.end_reason,
+        external_ids=[ExternalIdPublic(system=row.system, id=row.external_id) for row in external],
+        missing=[gap_public(gap, on) for gap in gaps] if base.status != "ended" else [],
+        created_at=client.created_at,
+        updated_at=client.updated_at,
+    )

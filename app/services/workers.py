@@ -1,0 +1,133 @@
+"""Workers of a region: managed by its coordinators; deactivation ends their assignments."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain.access import Caller
+from app.domain.responsibility import ORGANISING
+from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.models.assignment import Assignment
+from app.models.client import Client
+from app.models.common import utcnow
+from app.models.worker import AffectedClient, Worker, WorkerCreate, WorkerPublic, WorkerUpdate, WorkerUpdated
+from app.services import state
+from app.services.audit import record_change, snapshot
+from app.services.clock import today
+from app.services.compliance import reconcile
+from app.services.pagination import Page, PageParams, paginate
+
+
+def worker_public(worker: Worker) -> WorkerPublic:
+    return WorkerPublic.model_validate(worker, from_attributes=True)
+
+
+async def create_worker(session: AsyncSession, caller: Caller, data: WorkerCreate) -> WorkerPublic:
+    """Add a worker to the coordinator's own region."""
+    caller.require_region_manager(data.region)
+    if not (await state.region(session, data.region)).organiser:
+        raise Unprocessable(f"region {data.region} organises no aftercare", code="unknown_region")
+    worker = Worker.model_validate(data)
+    session.add(worker)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("a worker with this external_id exists in the region", code="duplicate_worker") from None
+    record_change(session, caller, action="worker.created", entity=worker, client_id=None)
+    await session.commit()
+    return worker_public(worker)
+
+
+async def get_worker(session: AsyncSession, caller: Caller, worker_id: uuid.UUID) -> WorkerPublic:
+    return worker_public(await _worker(session, worker_id))
+
+
+async def _worker(session: AsyncSession, worker_id: uuid.UUID, *, for_update: bool = False) -> Worker:
+    statement = select(Worker).where(Worker.id == worker_id)
+    worker = (await session.execute(statement.with_for_update() if for_update else statement)).scalars().first()
+    if worker is None:
+        raise NotFound("worker not found", code="worker_not_found")
+    return worker
+
+
+async def list_workers(
+    session: AsyncSession, caller: Caller, *, region: str | None, role: str | None, service: str | None,
+    active: bool | None, page: PageParams,
+) -> Page[WorkerPublic]:
+    statement = select(Worker)
+    for column, value in ((Worker.region, region), (Worker.role, role), (Worker.service, service),
+                          (Worker.active, active)):
+        if value is not None:
+            statement = statement.where(column == value)
+    result = await paginate(
+        session, statement,  # type: ignore[arg-type]
+        keys=[col(Worker.id)], key_of=lambda worker: (worker.id,), parse=[uuid.UUID], page=page,
+    )
+    return Page(items=[worker_public(worker) for worker in result.items], next_cursor=result.next_cursor)
+
+
+async def update_worker(
+    session: AsyncSession, caller: Caller, worker_id: uuid.UUID, data: WorkerUpdate
+) -> WorkerUpdated:
+    """Change a worker; ``active=false`` ends the worker's assignments and opens gaps."""
+    worker = await _worker(session, worker_id, for_update=True)
+    caller.require_region_manager(worker.region)
+    changes = data.model_dump(exclude_unset=True)
+    if any(value is None for field, value in changes.items() if field != "email"):
+        raise ValidationFailed("only email may be set to null")
+    if changes.get("role", worker.role) != "social_worker":
+        await _refuse_if_special_needs_social_worker(session, worker)
+    before = snapshot(worker)
+    for field, value in changes.items():
+        setattr(worker, field, value)
+    worker.version += 1
+    worker.updated_at = utcnow()
+    session.add(worker)
+    affected: list[AffectedClient] = []
+    if before and before["active"] and not worker.active:
+        affected = await _end_assignments_of(session, caller, worker)
+    record_change(session, caller, action="worker.updated", entity=worker, client_id=None, before=before)
+    await session.commit()
+    return WorkerUpdated(**worker_public(worker).model_dump(), affected_clients=affected)
+
+
+async def _refuse_if_special_needs_social_worker(session: AsyncSession, worker: Worker) -> None:
+    clash = (await session.exec(
+        select(Assignment.id).join(Client, col(Client.id) == Assignment.client_id).where(
+            Assignment.worker_id == worker.id, Assignment.responsibility == ORGANISING,
+            col(Assignment.valid_to).is_(None), col(Assignment.retracted_at).is_(None),
+            Client.support_level == "special", col(Client.aftercare_end) >= today(),
+        )
+    )).first()
+    if clash is not None and worker.role == "social_worker":
+        raise Unprocessable(
+            "the worker is the organising social worker of a client with special support needs",
+            code="social_worker_required",
+        )
+
+
+async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Worker) -> list[AffectedClient]:
+    on = today()
+    open_rows = (await session.exec(select(Assignment).where(
+        Assignment.worker_id == worker.id, col(Assignment.valid_to).is_(None), col(Assignment.retracted_at).is_(None)
+    ))).all()
+    affected = []
+    for assignment in open_rows:
+        before = snapshot(assignment)
+        assignment.valid_to = max(on, assignment.valid_from)
+        assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "worker_deactivated"
+        session.add(assignment)
+        record_change(session, caller, action="assignment.ended", entity=assignment,
+                      client_id=assignment.client_id, before=before)
+        affected.append(AffectedClient(client_id=assignment.client_id, responsibility=assignment.responsibility,
+                                       assignment_id=assignment.id))
+    await session.flush()
+    for item in affected:
+        client = await session.get_one(Client, item.client_id)
+        await reconcile(session, caller, client, cause="worker_deactivated", on=on)
+    return affected
