@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, true
+from sqlalchemy import ColumnElement, exists, or_, true
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
@@ -55,7 +56,7 @@ async def client_for(
     if for_update:
         caller.writer_region()
         statement = statement.with_for_update()
-    client = (await session.execute(statement)).scalars().first()
+    client = (await session.exec(statement)).first()
     if client is None:
         raise NotFound("client not found", code="client_not_found")
     return client

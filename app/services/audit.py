@@ -19,7 +19,7 @@ def snapshot(row: SQLModel | BaseModel | None) -> dict[str, Any] | None:
     """A JSON-safe copy of a row for before/after, without identity codes."""
     if row is None:
         return None
-    return row.model_dump(mode="json", exclude=set(NEVER_LOGGED))
+    return row.model_dump(mode="json", exclude=set(NEVER_LOGGED), warnings=False)
 
 
 def record_change(

@@ -49,7 +49,7 @@ async def get_worker(session: AsyncSession, caller: Caller, worker_id: uuid.UUID
 
 async def _worker(session: AsyncSession, worker_id: uuid.UUID, *, for_update: bool = False) -> Worker:
     statement = select(Worker).where(Worker.id == worker_id)
-    worker = (await session.execute(statement.with_for_update() if for_update else statement)).scalars().first()
+    worker = (await session.exec(statement.with_for_update() if for_update else statement)).first()
     if worker is None:
         raise NotFound("worker not found", code="worker_not_found")
     return worker

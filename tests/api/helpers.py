@@ -1,0 +1,58 @@
+"""Small builders for API scenarios."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import httpx
+
+from app.services.clock import today
+from tests.conftest import hetu
+
+_individual = itertools.count(200)
+
+
+def born(years_ago: int = 20) -> dt.date:
+    return today().replace(month=3, day=15) - dt.timedelta(days=365 * years_ago)
+
+
+def new_hetu(birth: dt.date | None = None) -> str:
+    return hetu(birth or born(), next(_individual) % 700 + 2)
+
+
+def client_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "personal_id": new_hetu(),
+        "first_name": "Aino",
+        "last_name": "Mäkinen",
+        "organising_region": "05",
+        "residence_region": "08",
+        "aftercare_start": (today() - dt.timedelta(days=30)).isoformat(),
+        "support_level": "standard",
+    }
+    body.update(overrides)
+    return {key: value for key, value in body.items() if value is not ...}
+
+
+async def register(api: httpx.AsyncClient, headers: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    response = await api.post("/v1/clients", json=client_body(**overrides), headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def add_worker(
+    api: httpx.AsyncClient, headers: dict[str, str], region: str, role: str = "social_worker", **extra: Any
+) -> dict[str, Any]:
+    response = await api.post("/v1/workers", json={"region": region, "name": "Worker " + region, "role": role,
+                                                   **extra}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def assign(
+    api: httpx.AsyncClient, headers: dict[str, str], client_id: str, responsibility: str, worker_id: str, **extra: Any
+) -> httpx.Response:
+    return await api.post(f"/v1/clients/{client_id}/assignments",
+                          json={"responsibility": responsibility, "worker_id": worker_id, **extra}, headers=headers)
