@@ -60,5 +60,19 @@ def token(
                               client_system=client_system, ttl_seconds=hours * 3600))
 
 
+@cli.command()
+def openapi(output: Annotated[str, typer.Option(help="file to write")] = "openapi/openapi.json") -> None:
+    """Write the OpenAPI document of the app (committed as openapi/openapi.json)."""
+    import json
+    from pathlib import Path
+
+    from app.config import Settings
+    from app.main import create_app
+
+    document = create_app(Settings(database_url="sqlite://")).openapi()
+    Path(output).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {output}")
+
+
 def main() -> None:
     cli()

@@ -59,8 +59,10 @@ def make_engine(settings: Settings) -> AsyncEngine:
     """The async engine for the configured database."""
     url = settings.sqlalchemy_url
     if is_sqlite(url):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url), pool_size=5, max_overflow=0)
+        in_memory = make_url(url).database in (None, "", ":memory:")
+        if not in_memory:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url(url), **({} if in_memory else {"pool_size": 5, "max_overflow": 0}))
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine

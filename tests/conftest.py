@@ -36,6 +36,17 @@ MUTABLE_TABLES = [
 CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres_only`` (real concurrency) run only with the PostgreSQL backend."""
+    keep, drop = [], []
+    for item in items:
+        sqlite_variant = getattr(item, "callspec", None) and item.callspec.params.get("backend") == "sqlite"
+        (drop if item.get_closest_marker("postgres_only") and sqlite_variant else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def hetu(birth: dt.date, individual: int = 123, sign: str | None = None) -> str:
     """A valid identity code for ``birth`` (default century sign for its century)."""
     sign = sign or {1800: "+", 1900: "-", 2000: "A"}[birth.year // 100 * 100]

@@ -44,3 +44,8 @@ class Caller:
         if self.has(ADMIN) or (self.has(COORDINATOR) and self.region == region):
             return
         raise Forbidden(f"only a coordinator of region {region} or an admin may do this")
+
+    def require_coordinator_of(self, region: str) -> None:
+        """Coordinator of ``region`` (workers are the region's own business, not the operator's)."""
+        if not (self.has(COORDINATOR) and self.region == region):
+            raise Forbidden(f"only a coordinator of region {region} may do this")

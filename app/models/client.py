@@ -11,6 +11,8 @@ from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.models.common import (
+    MunicipalityCode,
+    RegionCode,
     Responsibility,
     ResidenceOutside,
     SupportLevel,
@@ -20,8 +22,6 @@ from app.models.common import (
     timestamp_field,
 )
 
-REGION_CODE = r"^\d{2}$"
-MUNICIPALITY_CODE = r"^\d{3}$"
 
 
 class Client(SQLModel, table=True):
@@ -109,8 +109,8 @@ class ExternalIdIn(SQLModel):
 
 
 class ResidenceIn(SQLModel):
-    residence_region: str | None = Field(default=None, regex=REGION_CODE)
-    residence_municipality: str | None = Field(default=None, regex=MUNICIPALITY_CODE)
+    residence_region: RegionCode | None = None
+    residence_municipality: MunicipalityCode | None = None
     residence_outside: ResidenceOutside | None = None
 
 
@@ -120,7 +120,7 @@ class ClientCreate(ResidenceIn):
     personal_id: str = Field(min_length=11, max_length=40)
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
-    organising_region: str = Field(regex=REGION_CODE)
+    organising_region: RegionCode
     address_protection: bool = False
     aftercare_start: dt.date
     support_level: SupportLevel = SupportLevel.standard
@@ -154,7 +154,7 @@ class MoveCreate(ResidenceIn):
 class OrganisingTransferCreate(SQLModel):
     model_config = ConfigDict(extra="forbid")
 
-    to_region: str = Field(regex=REGION_CODE)
+    to_region: RegionCode
     effective_date: dt.date
     reason: str = Field(min_length=1, max_length=2000)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from sqlalchemy import JSON, DateTime, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 from sqlmodel import Field, SQLModel
 
 # Named constraints everywhere, so migrations can refer to them on both backends.
@@ -21,6 +21,10 @@ SQLModel.metadata.naming_convention = {
 }
 
 T = TypeVar("T")
+
+RegionCode = Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
+MunicipalityCode = Annotated[str, StringConstraints(pattern=r"^\d{3}$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 

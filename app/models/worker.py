@@ -9,17 +9,15 @@ from pydantic import ConfigDict
 from sqlalchemy import CheckConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
-from app.models.common import Service, WorkerRole, enum_check, new_id, timestamp_field
+from app.models.common import Email, RegionCode, Service, WorkerRole, enum_check, new_id, timestamp_field
 
-REGION_CODE = r"^\d{2}$"
-EMAIL = r"^[^@\s]+@[^@\s]+$"
 
 
 class WorkerBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     role: WorkerRole
     service: Service = Service.aftercare
-    email: str | None = Field(default=None, max_length=254, regex=EMAIL)
+    email: Email | None = None
     external_id: str | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -45,14 +43,14 @@ class Worker(WorkerBase, table=True):
 class WorkerCreate(WorkerBase):
     model_config = ConfigDict(extra="forbid")
 
-    region: str = Field(regex=REGION_CODE)
+    region: RegionCode
 
 
 class WorkerUpdate(SQLModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=254, regex=EMAIL)
+    email: Email | None = None
     role: WorkerRole | None = None
     service: Service | None = None
     active: bool | None = None

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, tuple_
+from sqlalchemy import ColumnElement, tuple_
+from sqlmodel.sql.expression import SelectOfScalar
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import ValidationFailed
@@ -45,7 +46,7 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
 
 async def paginate(
     session: AsyncSession,
-    statement: Select[Any],
+    statement: SelectOfScalar[Any],
     *,
     keys: Sequence[ColumnElement[Any]],
     key_of: Callable[[Any], Sequence[Any]],
@@ -60,8 +61,7 @@ async def paginate(
         except ValueError as exc:
             raise ValidationFailed("cursor is not valid", code="invalid_cursor") from exc
         statement = statement.where(tuple_(*keys) > tuple_(*after))
-    rows = list((await session.execute(statement.order_by(*keys).limit(page.limit + 1))).all())
+    rows = list((await session.exec(statement.order_by(*keys).limit(page.limit + 1))).all())
     more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    items = [row[0] if len(row) == 1 else row for row in rows]
+    items = rows[: page.limit]
     return Page(items=items, next_cursor=encode_cursor(key_of(items[-1])) if more and items else None)

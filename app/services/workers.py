@@ -28,7 +28,7 @@ def worker_public(worker: Worker) -> WorkerPublic:
 
 async def create_worker(session: AsyncSession, caller: Caller, data: WorkerCreate) -> WorkerPublic:
     """Add a worker to the coordinator's own region."""
-    caller.require_region_manager(data.region)
+    caller.require_coordinator_of(data.region)
     if not (await state.region(session, data.region)).organiser:
         raise Unprocessable(f"region {data.region} organises no aftercare", code="unknown_region")
     worker = Worker.model_validate(data)
@@ -76,7 +76,7 @@ async def update_worker(
 ) -> WorkerUpdated:
     """Change a worker; ``active=false`` ends the worker's assignments and opens gaps."""
     worker = await _worker(session, worker_id, for_update=True)
-    caller.require_region_manager(worker.region)
+    caller.require_coordinator_of(worker.region)
     changes = data.model_dump(exclude_unset=True)
     if any(value is None for field, value in changes.items() if field != "email"):
         raise ValidationFailed("only email may be set to null")

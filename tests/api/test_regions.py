@@ -1,0 +1,67 @@
+"""Regions, settings, municipalities and the gap list."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from app.services.clock import today
+from tests.api.helpers import born, new_hetu, register
+
+
+async def test_a_region_and_a_municipality(api, auth):
+    headers = auth("admin")
+    region = (await api.get("/v1/regions/05", headers=headers)).json()
+    assert region["name_fi"] == "Varsinais-Suomen hyvinvointialue"
+    assert region["settings"]["grace_days"] == 14 and region["settings"]["aftercare_end_age"] == 23
+    assert (await api.get("/v1/regions/91", headers=headers)).status_code == 404
+    assert (await api.get("/v1/regions/5", headers=headers)).status_code == 422
+    municipality = (await api.get("/v1/municipalities/837", headers=headers)).json()
+    assert municipality == {"code": "837", "name_fi": "Tampere", "region": "08", "classification_year": 2025}
+    assert (await api.get("/v1/municipalities/588", headers=headers)).status_code == 404
+
+
+@pytest.mark.parametrize(("role", "region", "status"), [("coordinator", "05", 200), ("admin", None, 200),
+                                                        ("coordinator", "08", 403), ("system", "05", 403),
+                                                        ("auditor", None, 403)])
+async def test_settings_belong_to_the_regions_coordinator_or_an_admin(api, auth, role, region, status):
+    response = await api.patch("/v1/regions/05/settings", json={"grace_days": 21}, headers=auth(role, region=region))
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize("body", [{"aftercare_end_age": 26}, {"aftercare_end_age": 22}, {"grace_days": -1},
+                                  {"caseload_targets": {"boss": 3}}, {"caseload_weights": {"standard": 0}},
+                                  {"colour": "red"}])
+async def test_bad_settings_are_refused(api, auth, body):
+    response = await api.patch("/v1/regions/05/settings", json=body, headers=auth("admin"))
+    assert response.status_code == 422
+
+
+async def test_a_longer_aftercare_policy_moves_the_end_of_active_clients(api, auth):
+    headers = auth("coordinator", region="05")
+    client = await register(api, headers)
+    response = await api.patch("/v1/regions/05/settings",
+                               json={"aftercare_end_age": 25, "caseload_targets": {"counsellor": 30}}, headers=headers)
+    settings = response.json()["settings"]
+    assert settings["aftercare_end_age"] == 25
+    assert settings["caseload_targets"] == {"social_worker": 50, "counsellor": 30, "special_counsellor": 25}
+    after = (await api.get(f"/v1/clients/{client['id']}", headers=headers)).json()
+    birth = dt.date.fromisoformat(client["birth_date"])
+    assert after["aftercare_end"] == (birth.replace(year=birth.year + 25) - dt.timedelta(days=1)).isoformat()
+    older = new_hetu(born(24))
+    assert (await register(api, headers, personal_id=older))["status"] == "active"
+
+
+async def test_the_grace_period_sets_the_due_date_and_overdue_gaps_are_listed(api, auth):
+    headers = auth("coordinator", region="05")
+    await api.patch("/v1/regions/05/settings", json={"grace_days": 0}, headers=headers)
+    old = await register(api, headers, aftercare_start=(today() - dt.timedelta(days=40)).isoformat())
+    assert old["missing"][0]["due"] == today().isoformat()
+    gaps = (await api.get("/v1/compliance/gaps", params={"overdue": "false"}, headers=headers)).json()["items"]
+    assert [gap["client_id"] for gap in gaps] == [old["id"]]
+    assert (await api.get("/v1/compliance/gaps", params={"overdue": "true"}, headers=headers)).json()["items"] == []
+    assert (await api.get("/v1/compliance/gaps", params={"region": "08"}, headers=headers)).status_code == 403
+    national = (await api.get("/v1/compliance/gaps", params={"region": "08"}, headers=auth("auditor"))).json()
+    assert [gap["region"] for gap in national["items"]] == ["08"]
+    assert (await api.get("/v1/compliance/gaps", headers=auth("admin"))).status_code == 403
