@@ -36,8 +36,7 @@ def serve(
         migrate()
     if settings.uses_dev_key:
         typer.echo(
-            "development signing key in use; get a token with:\n"
-            "  silta token --role coordinator --region 05",
+            "development signing key in use; get a token with:\n  silta token --role coordinator --region 05",
             err=True,
         )
     uvicorn.run("app.main:app", host=host, port=port, workers=workers, access_log=False)
@@ -56,8 +55,16 @@ def token(
     if not settings.uses_dev_key:
         typer.echo("tokens come from your identity provider when JWKS is configured", err=True)
         raise typer.Exit(2)
-    typer.echo(mint_dev_token(settings, subject=subject, roles=[r.value for r in role], region=region,
-                              client_system=client_system, ttl_seconds=hours * 3600))
+    typer.echo(
+        mint_dev_token(
+            settings,
+            subject=subject,
+            roles=[r.value for r in role],
+            region=region,
+            client_system=client_system,
+            ttl_seconds=hours * 3600,
+        )
+    )
 
 
 @cli.command()

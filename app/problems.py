@@ -28,8 +28,14 @@ HTTP_CODES = {
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"urn:silta:problem:{code}", "title": title, "status": status, "detail": detail or title,
-            "code": code, **extra}
+    body = {
+        "type": f"urn:silta:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+        **extra,
+    }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 

@@ -200,6 +200,4 @@ def mint_token(
 def mint_dev_token(settings: Settings, **kwargs: Any) -> str:
     """A token signed with the development key of this data folder."""
     pem = ensure_dev_key(settings.data_dir).read_bytes()
-    return mint_token(
-        pem, kid=DEV_KID, algorithm="ES256", issuer=settings.issuer, audience=settings.audience, **kwargs
-    )
+    return mint_token(pem, kid=DEV_KID, algorithm="ES256", issuer=settings.issuer, audience=settings.audience, **kwargs)

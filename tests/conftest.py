@@ -30,8 +30,14 @@ ISSUER, AUDIENCE, KID = "https://idp.test", "silta-test", "test-rsa-1"
 PG_ADMIN_URL = os.environ.get("SILTA_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_TEST_DB = os.environ.get("SILTA_TEST_PG_DB", "silta_test")
 MUTABLE_TABLES = [
-    "change_event", "compliance_gap", "assignment", "coordination_request",
-    "responsibility_period", "client_external_id", "client", "worker",
+    "change_event",
+    "compliance_gap",
+    "assignment",
+    "coordination_request",
+    "responsibility_period",
+    "client_external_id",
+    "client",
+    "worker",
 ]
 CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 
@@ -59,10 +65,12 @@ def signing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
     from jose import jwk  # the test key's JWKS; the app itself imports jose only in security.py
 
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     jwks = {"keys": [{**jwk.construct(public_pem, "RS256").to_dict(), "kid": KID, "use": "sig"}]}
     path = tmp_path_factory.mktemp("keys") / "jwks.json"
     path.write_text(json.dumps(jwks))
@@ -84,18 +92,20 @@ def _postgres_url() -> str:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'silta.db'}"
-    else:
-        url = _postgres_url()
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'silta.db'}" if request.param == "sqlite" else _postgres_url()
     upgrade(url)
     return request.param, url
 
 
 @pytest.fixture(scope="session")
-def settings(backend: tuple[str, str], signing_key: tuple[bytes, Path], tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(
+    backend: tuple[str, str], signing_key: tuple[bytes, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return Settings(
-        database_url=backend[1], jwks_file=signing_key[1], jwt_issuer=ISSUER, jwt_audience=AUDIENCE,
+        database_url=backend[1],
+        jwks_file=signing_key[1],
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
         data_dir=tmp_path_factory.mktemp("data"),
     )
 
@@ -137,9 +147,16 @@ def auth(signing_key: tuple[bytes, Path]) -> Callable[..., dict[str, str]]:
 
     def make(*roles: str, region: str | None = None, sub: str | None = None, **claims: Any) -> dict[str, str]:
         token = mint_token(
-            signing_key[0], kid=KID, algorithm="RS256", issuer=ISSUER, audience=AUDIENCE,
-            subject=sub or f"user-{uuid.uuid4().hex[:8]}", roles=list(roles), region=region,
-            client_system=claims.pop("client_system", None), extra=claims,
+            signing_key[0],
+            kid=KID,
+            algorithm="RS256",
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            subject=sub or f"user-{uuid.uuid4().hex[:8]}",
+            roles=list(roles),
+            region=region,
+            client_system=claims.pop("client_system", None),
+            extra=claims,
         )
         return {"Authorization": f"Bearer {token}"}
 

@@ -88,7 +88,8 @@ def resolve_residence(
         raise Unprocessable("give residence_region or residence_outside, not both", code="validation_error")
     if region is None and outside is None:
         raise Unprocessable(
-            "residence_region, residence_municipality or residence_outside is required", code="residence_required"
+            "residence_region, residence_municipality or residence_outside is required",
+            code="residence_required",
         )
     if region is not None and region not in organiser_regions:
         raise Unprocessable(f"unknown region {region}", code="unknown_region")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import ConfigDict
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
-from app.models.common import Responsibility, UTCDateTime, enum_check, new_id, timestamp_field
+from app.models.common import InputModel, Responsibility, UTCDateTime, enum_check, new_id, timestamp_field
 
 
 class Assignment(SQLModel, table=True):
@@ -34,7 +33,7 @@ class Assignment(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     client_id: uuid.UUID = Field(foreign_key="client.id", index=True)
-    responsibility: Responsibility = Field(sa_type=String(20))
+    responsibility: str = Field(sa_type=String(20))
     region: str = Field(foreign_key="region.code", max_length=2)
     worker_id: uuid.UUID = Field(foreign_key="worker.id")
     valid_from: dt.date
@@ -45,17 +44,13 @@ class Assignment(SQLModel, table=True):
     retracted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class AssignmentCreate(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AssignmentCreate(InputModel):
     responsibility: Responsibility
     worker_id: uuid.UUID
     start_date: dt.date | None = None
 
 
-class AssignmentEnd(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AssignmentEnd(InputModel):
     end_date: dt.date | None = Field(
         default=None, description="First day the worker no longer holds it (default: today)"
     )
@@ -96,7 +91,7 @@ class ComplianceGap(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     client_id: uuid.UUID = Field(foreign_key="client.id", index=True)
-    responsibility: Responsibility = Field(sa_type=String(20))
+    responsibility: str = Field(sa_type=String(20))
     region: str = Field(foreign_key="region.code", max_length=2)
     since: dt.date
     due: dt.date

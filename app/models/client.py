@@ -6,22 +6,21 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from pydantic import ConfigDict
 from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.models.common import (
+    InputModel,
     MunicipalityCode,
     RegionCode,
-    Responsibility,
     ResidenceOutside,
+    Responsibility,
     SupportLevel,
     UTCDateTime,
     enum_check,
     new_id,
     timestamp_field,
 )
-
 
 
 class Client(SQLModel, table=True):
@@ -36,7 +35,7 @@ class Client(SQLModel, table=True):
     first_name: str = Field(max_length=100)
     last_name: str = Field(max_length=100)
     birth_date: dt.date
-    support_level: SupportLevel = Field(sa_type=String(20))
+    support_level: str = Field(sa_type=String(20))
     address_protection: bool = False
     aftercare_start: dt.date
     aftercare_end: dt.date = Field(index=True)
@@ -90,10 +89,10 @@ class ResponsibilityPeriod(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     client_id: uuid.UUID = Field(foreign_key="client.id", index=True)
-    responsibility: Responsibility = Field(sa_type=String(20))
+    responsibility: str = Field(sa_type=String(20))
     region: str | None = Field(default=None, foreign_key="region.code", max_length=2)
     municipality: str | None = Field(default=None, foreign_key="municipality.code", max_length=3)
-    residence_outside: ResidenceOutside | None = Field(default=None, sa_type=String(10))
+    residence_outside: str | None = Field(default=None, sa_type=String(10))
     valid_from: dt.date
     valid_to: dt.date | None = None
     recorded_at: dt.datetime = timestamp_field()
@@ -101,9 +100,7 @@ class ResponsibilityPeriod(SQLModel, table=True):
     retracted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class ExternalIdIn(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ExternalIdIn(InputModel):
     system: str = Field(min_length=1, max_length=100)
     id: str = Field(min_length=1, max_length=100)
 
@@ -114,9 +111,7 @@ class ResidenceIn(SQLModel):
     residence_outside: ResidenceOutside | None = None
 
 
-class ClientCreate(ResidenceIn):
-    model_config = ConfigDict(extra="forbid")
-
+class ClientCreate(ResidenceIn, InputModel):
     personal_id: str = Field(min_length=11, max_length=40)
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
@@ -127,9 +122,7 @@ class ClientCreate(ResidenceIn):
     external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=20)
 
 
-class ClientUpdate(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClientUpdate(InputModel):
     first_name: str | None = Field(default=None, min_length=1, max_length=100)
     last_name: str | None = Field(default=None, min_length=1, max_length=100)
     support_level: SupportLevel | None = None
@@ -137,31 +130,23 @@ class ClientUpdate(SQLModel):
     external_ids: list[ExternalIdIn] | None = Field(default=None, max_length=20)
 
 
-class ClientSearch(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClientSearch(InputModel):
     personal_id: str | None = Field(default=None, min_length=1, max_length=40)
     system: str | None = Field(default=None, min_length=1, max_length=100)
     external_id: str | None = Field(default=None, min_length=1, max_length=100)
 
 
-class MoveCreate(ResidenceIn):
-    model_config = ConfigDict(extra="forbid")
-
+class MoveCreate(ResidenceIn, InputModel):
     effective_date: dt.date
 
 
-class OrganisingTransferCreate(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OrganisingTransferCreate(InputModel):
     to_region: RegionCode
     effective_date: dt.date
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class ClientEnd(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClientEnd(InputModel):
     end_date: dt.date
     reason: str = Field(min_length=1, max_length=500)
 

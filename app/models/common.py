@@ -7,9 +7,9 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import JSON, DateTime, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
-from pydantic import BaseModel, StringConstraints
 from sqlmodel import Field, SQLModel
 
 # Named constraints everywhere, so migrations can refer to them on both backends.
@@ -57,6 +57,12 @@ def new_id() -> uuid.UUID:
 def timestamp_field(**kwargs: Any) -> Any:
     """A tz-aware UTC timestamp column, defaulting to now."""
     return Field(default_factory=utcnow, sa_type=UTCDateTime, **kwargs)
+
+
+class InputModel(SQLModel):
+    """Base of request bodies: unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
 
 class Responsibility(StrEnum):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import ConfigDict, field_validator
+from pydantic import field_validator
 from sqlalchemy import CheckConstraint, Column
 from sqlmodel import Field, SQLModel
 
-from app.models.common import JSONType, WorkerRole, timestamp_field
+from app.models.common import InputModel, JSONType, WorkerRole, timestamp_field
 
 DEFAULT_CASELOAD_TARGETS = {"social_worker": 50, "counsellor": 25, "special_counsellor": 25}
 DEFAULT_CASELOAD_WEIGHTS = {"standard": 1.0, "enhanced": 1.5, "special": 2.0}
@@ -49,9 +49,7 @@ class RegionPublic(SQLModel):
     settings: RegionSettings
 
 
-class RegionSettingsUpdate(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RegionSettingsUpdate(InputModel):
     grace_days: int | None = Field(default=None, ge=0, le=365)
     aftercare_end_age: int | None = Field(default=None, ge=23, le=25)
     caseload_targets: dict[WorkerRole, int] | None = None

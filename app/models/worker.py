@@ -5,12 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import ConfigDict
 from sqlalchemy import CheckConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
-from app.models.common import Email, RegionCode, Service, WorkerRole, enum_check, new_id, timestamp_field
-
+from app.models.common import Email, InputModel, RegionCode, Service, WorkerRole, enum_check, new_id, timestamp_field
 
 
 class WorkerBase(SQLModel):
@@ -40,15 +38,11 @@ class Worker(WorkerBase, table=True):
     updated_at: dt.datetime = timestamp_field()
 
 
-class WorkerCreate(WorkerBase):
-    model_config = ConfigDict(extra="forbid")
-
+class WorkerCreate(WorkerBase, InputModel):
     region: RegionCode
 
 
-class WorkerUpdate(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WorkerUpdate(InputModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     email: Email | None = None
     role: WorkerRole | None = None

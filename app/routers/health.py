@@ -28,6 +28,8 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     head = head_revision()
     if current != head:
-        return JSONResponse({"status": "unavailable", "database": "not migrated", "revision": current,
-                             "head": head}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "database": "not migrated", "revision": current, "head": head},
+            status_code=503,
+        )
     return JSONResponse({"status": "ok", "revision": current})

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, or_, true
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
@@ -26,14 +26,16 @@ def involved(region: str) -> ColumnElement[bool]:
     return or_(
         exists(
             select(period.id).where(
-                period.client_id == Client.id, period.region == region, period.retracted_at.is_(None)  # type: ignore[union-attr]
+                period.client_id == Client.id,
+                period.region == region,
+                period.retracted_at.is_(None),  # type: ignore[union-attr]
             )
         ),
         exists(
             select(request.id).where(
-                request.client_id == Client.id,
-                request.status == "open",
-                or_(request.to_region == region, request.from_region == region),
+                col(request.client_id) == Client.id,
+                col(request.status) == "open",
+                or_(col(request.to_region) == region, col(request.from_region) == region),
             )
         ),
     )

@@ -13,7 +13,7 @@ from app.domain import responsibility as rules
 from app.domain.access import Caller
 from app.errors import Conflict, NotFound, NotResponsible, ResponsibilityTaken, Unprocessable
 from app.models.assignment import Assignment, AssignmentCreate, AssignmentEnd, AssignmentPublic
-from app.models.common import utcnow
+from app.models.common import Responsibility, utcnow
 from app.models.worker import Worker
 from app.services import state
 from app.services.access import client_for
@@ -24,10 +24,16 @@ from app.services.compliance import reconcile
 
 def assignment_public(assignment: Assignment, worker: Worker | None = None) -> AssignmentPublic:
     return AssignmentPublic(
-        id=assignment.id, client_id=assignment.client_id, responsibility=assignment.responsibility,
-        region=assignment.region, worker_id=assignment.worker_id,
-        worker_name=worker.name if worker else None, worker_role=worker.role if worker else None,
-        start_date=assignment.valid_from, end_date=assignment.valid_to, end_reason=assignment.end_reason,
+        id=assignment.id,
+        client_id=assignment.client_id,
+        responsibility=Responsibility(assignment.responsibility),
+        region=assignment.region,
+        worker_id=assignment.worker_id,
+        worker_name=worker.name if worker else None,
+        worker_role=worker.role if worker else None,
+        start_date=assignment.valid_from,
+        end_date=assignment.valid_to,
+        end_reason=assignment.end_reason,
         recorded_at=assignment.recorded_at,
     )
 
@@ -60,7 +66,10 @@ async def create_assignment(
         )
     await _refuse_overlap(session, client.id, data.responsibility, start)
     assignment = Assignment(
-        client_id=client.id, responsibility=data.responsibility, region=region, worker_id=worker.id,
+        client_id=client.id,
+        responsibility=data.responsibility,
+        region=region,
+        worker_id=worker.id,
         valid_from=start,
     )
     session.add(assignment)
@@ -77,12 +86,16 @@ async def create_assignment(
 
 async def _refuse_overlap(session: AsyncSession, client_id: uuid.UUID, responsibility: str, start: dt.date) -> None:
     """409 while another assignment of the responsibility is open or still running on ``start``."""
-    clash = (await session.exec(select(Assignment.id).where(
-        Assignment.client_id == client_id,
-        Assignment.responsibility == responsibility,
-        col(Assignment.retracted_at).is_(None),
-        col(Assignment.valid_to).is_(None) | (col(Assignment.valid_to) > start),
-    ))).first()
+    clash = (
+        await session.exec(
+            select(Assignment.id).where(
+                Assignment.client_id == client_id,
+                Assignment.responsibility == responsibility,
+                col(Assignment.retracted_at).is_(None),
+                col(Assignment.valid_to).is_(None) | (col(Assignment.valid_to) > start),
+            )
+        )
+    ).first()
     if clash is not None:
         raise ResponsibilityTaken(assignment_id=str(clash))
 
@@ -92,8 +105,10 @@ async def list_assignments(
 ) -> list[AssignmentPublic]:
     """The client's assignments in force on ``as_of`` (all of them when not given)."""
     client = await client_for(session, caller, client_id)
-    statement = select(Assignment, Worker).join(Worker, col(Worker.id) == Assignment.worker_id).where(
-        Assignment.client_id == client.id, col(Assignment.retracted_at).is_(None)
+    statement = (
+        select(Assignment, Worker)
+        .join(Worker, col(Worker.id) == Assignment.worker_id)
+        .where(Assignment.client_id == client.id, col(Assignment.retracted_at).is_(None))
     )
     if as_of is not None:
         statement = statement.where(

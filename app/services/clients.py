@@ -39,7 +39,7 @@ from app.services.compliance import gap_in_force, reconcile
 from app.services.pagination import Page, PageParams, paginate
 from app.services.regions import resolve_residence
 from app.services.requests import open_request
-from app.services.views import client_public, summary
+from app.services.views import client_public
 
 
 async def register_client(
@@ -58,19 +58,34 @@ async def register_client(
     aftercare.check_registrable(pid.birth_date, organising.aftercare_end_age, data.aftercare_start, on)
     await _refuse_duplicate(session, caller, pid.code)
     client = Client(
-        personal_id=pid.code, first_name=data.first_name, last_name=data.last_name, birth_date=pid.birth_date,
-        support_level=data.support_level, address_protection=data.address_protection,
+        personal_id=pid.code,
+        first_name=data.first_name,
+        last_name=data.last_name,
+        birth_date=pid.birth_date,
+        support_level=data.support_level,
+        address_protection=data.address_protection,
         aftercare_start=data.aftercare_start,
         aftercare_end=aftercare.aftercare_end(pid.birth_date, organising.aftercare_end_age),
     )
     session.add(client)
-    session.add(ResponsibilityPeriod(
-        client_id=client.id, responsibility=ORGANISING, region=organising.code, valid_from=data.aftercare_start
-    ))
-    session.add(ResponsibilityPeriod(
-        client_id=client.id, responsibility=RESIDENCE, region=residence, municipality=municipality,
-        residence_outside=outside, valid_from=data.aftercare_start,
-    ))
+    session.add(
+        ResponsibilityPeriod(
+            client_id=client.id,
+            responsibility=ORGANISING,
+            region=organising.code,
+            valid_from=data.aftercare_start,
+        )
+    )
+    session.add(
+        ResponsibilityPeriod(
+            client_id=client.id,
+            responsibility=RESIDENCE,
+            region=residence,
+            municipality=municipality,
+            residence_outside=outside,
+            valid_from=data.aftercare_start,
+        )
+    )
     _add_external_ids(session, client.id, data.external_ids)
     try:
         await session.flush()
@@ -107,7 +122,9 @@ async def get_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID
     return await client_public(session, caller, await client_for(session, caller, client_id))
 
 
-async def search_clients(session: AsyncSession, caller: Caller, query: ClientSearch, *, settings: Settings) -> list[ClientPublic]:
+async def search_clients(
+    session: AsyncSession, caller: Caller, query: ClientSearch, *, settings: Settings
+) -> list[ClientPublic]:
     """Find a client by identity code or by a source system's id (never in a URL)."""
     statement = select(Client).where(readable(caller))
     if query.personal_id and not (query.system or query.external_id):
@@ -115,11 +132,13 @@ async def search_clients(session: AsyncSession, caller: Caller, query: ClientSea
         statement = statement.where(Client.personal_id == code)
     elif query.system and query.external_id and not query.personal_id:
         statement = statement.where(
-            exists(select(ClientExternalId.id).where(
-                ClientExternalId.client_id == Client.id,
-                ClientExternalId.system == query.system,
-                ClientExternalId.external_id == query.external_id,
-            ))
+            exists(
+                select(ClientExternalId.id).where(
+                    ClientExternalId.client_id == Client.id,
+                    ClientExternalId.system == query.system,
+                    ClientExternalId.external_id == query.external_id,
+                )
+            )
         )
     else:
         raise ValidationFailed("give either personal_id, or system with external_id")
@@ -127,17 +146,28 @@ async def search_clients(session: AsyncSession, caller: Caller, query: ClientSea
 
 
 async def list_clients(
-    session: AsyncSession, caller: Caller, *, region: str | None, status: str | None, compliance: str | None,
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    region: str | None,
+    status: str | None,
+    compliance: str | None,
     page: PageParams,
 ) -> Page[ClientSummary]:
     """Clients the caller may see, filtered; pages ordered by id."""
     on = today()
     statement = select(Client).where(readable(caller))
     if region:
-        statement = statement.where(exists(select(ResponsibilityPeriod.id).where(
-            ResponsibilityPeriod.client_id == Client.id, ResponsibilityPeriod.region == region,
-            col(ResponsibilityPeriod.valid_to).is_(None), col(ResponsibilityPeriod.retracted_at).is_(None),
-        )))
+        statement = statement.where(
+            exists(
+                select(ResponsibilityPeriod.id).where(
+                    ResponsibilityPeriod.client_id == Client.id,
+                    ResponsibilityPeriod.region == region,
+                    col(ResponsibilityPeriod.valid_to).is_(None),
+                    col(ResponsibilityPeriod.retracted_at).is_(None),
+                )
+            )
+        )
     if status == "ended":
         statement = statement.where(col(Client.aftercare_end) < on)
     elif status == "active":
@@ -153,8 +183,12 @@ async def list_clients(
         has_gap = exists(open_gap)
         statement = statement.where(col(Client.aftercare_end) >= on, ~has_gap if compliance == "ok" else has_gap)
     result = await paginate(
-        session, statement,  # type: ignore[arg-type]
-        keys=[col(Client.id)], key_of=lambda client: (client.id,), parse=[uuid.UUID], page=page,
+        session,
+        statement,
+        keys=[col(Client.id)],
+        key_of=lambda client: (client.id,),
+        parse=[uuid.UUID],
+        page=page,
     )
     items = []
     for client in result.items:
@@ -230,8 +264,14 @@ async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID
         assignment.valid_to = max(first_day_after, assignment.valid_from)
         assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "aftercare_ended"
         session.add(assignment)
-        record_change(session, caller, action="assignment.ended", entity=assignment, client_id=client.id,
-                      before=assignment_before)
+        record_change(
+            session,
+            caller,
+            action="assignment.ended",
+            entity=assignment,
+            client_id=client.id,
+            before=assignment_before,
+        )
     record_change(session, caller, action="client.ended", entity=client, client_id=client.id, before=before)
     await reconcile(session, caller, client, cause="aftercare_ended", on=first_day_after)
     await session.commit()

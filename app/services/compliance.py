@@ -14,7 +14,7 @@ from app.domain.access import Caller
 from app.errors import Forbidden
 from app.models.assignment import Assignment, ComplianceGap, CompliancePublic, GapPublic
 from app.models.client import Client
-from app.models.common import utcnow
+from app.models.common import Responsibility, utcnow
 from app.services import state
 from app.services.access import client_for
 from app.services.audit import record_change, snapshot
@@ -53,7 +53,9 @@ async def reconcile(
         gap.closed_at = utcnow()
         if closed_by is not None and closed_by.responsibility == responsibility:
             gap.closed_on, gap.closed_by_assignment_id, gap.close_reason = (
-                max(closed_by.valid_from, gap.since), closed_by.id, "assigned"
+                max(closed_by.valid_from, gap.since),
+                closed_by.id,
+                "assigned",
             )
         else:
             gap.closed_on, gap.close_reason = max(on, gap.since), cause
@@ -66,8 +68,12 @@ async def reconcile(
             since = ended_on
         region = await state.region(session, region_code)
         gap = ComplianceGap(
-            client_id=client.id, responsibility=responsibility, region=region_code, since=since,
-            due=rules.gap_due(since, on, region.grace_days), cause=cause,
+            client_id=client.id,
+            responsibility=responsibility,
+            region=region_code,
+            since=since,
+            due=rules.gap_due(since, on, region.grace_days),
+            cause=cause,
         )
         session.add(gap)
         record_change(session, caller, action="gap.opened", entity=gap, client_id=client.id)
@@ -75,8 +81,14 @@ async def reconcile(
 
 def gap_public(gap: ComplianceGap, on: dt.date) -> GapPublic:
     return GapPublic(
-        id=gap.id, client_id=gap.client_id, responsibility=gap.responsibility, region=gap.region,
-        since=gap.since, due=gap.due, overdue=rules.is_overdue(gap.due, on), cause=gap.cause,
+        id=gap.id,
+        client_id=gap.client_id,
+        responsibility=Responsibility(gap.responsibility),
+        region=gap.region,
+        since=gap.since,
+        due=gap.due,
+        overdue=rules.is_overdue(gap.due, on),
+        cause=gap.cause,
     )
 
 
@@ -106,7 +118,8 @@ async def list_gaps(
     if overdue is not None:
         statement = statement.where((col(ComplianceGap.due) < on) if overdue else (col(ComplianceGap.due) >= on))
     result = await paginate(
-        session, statement,  # type: ignore[arg-type]
+        session,
+        statement,
         keys=[col(ComplianceGap.due), col(ComplianceGap.id)],
         key_of=lambda gap: (gap.due.isoformat(), gap.id),
         parse=[dt.date.fromisoformat, uuid.UUID],
@@ -120,12 +133,14 @@ async def client_compliance(
 ) -> CompliancePublic:
     """The client's status on ``as_of`` and each responsibility missing a named worker."""
     client = await client_for(session, caller, client_id)
-    gaps = (await session.exec(
-        select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(as_of))
-    )).all()
+    gaps = (
+        await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(as_of)))
+    ).all()
     active = client.aftercare_start <= as_of <= client.aftercare_end
     return CompliancePublic(
-        status=rules.compliance_status(active=active, missing=len(gaps)) if as_of >= client.aftercare_start else "upcoming",
+        status=rules.compliance_status(active=active, missing=len(gaps))
+        if as_of >= client.aftercare_start
+        else "upcoming",
         as_of=as_of,
         missing=[gap_public(gap, as_of) for gap in gaps] if active else [],
     )

@@ -22,7 +22,7 @@ from app.models.client import (
     ResponsibilityPublic,
     TimelineEntry,
 )
-from app.models.common import RequestStatus, utcnow
+from app.models.common import RequestStatus, ResidenceOutside, utcnow
 from app.models.request import CoordinationRequest
 from app.models.worker import Worker
 from app.services import state
@@ -32,7 +32,12 @@ from app.services.requests import request_public
 
 
 async def responsibility(
-    session: AsyncSession, caller: Caller, client_id: uuid.UUID, *, as_of: dt.date, known_at: dt.datetime | None
+    session: AsyncSession,
+    caller: Caller,
+    client_id: uuid.UUID,
+    *,
+    as_of: dt.date,
+    known_at: dt.datetime | None,
 ) -> ResponsibilityPublic:
     """Organising and residence region with named workers on ``as_of``, as recorded at ``known_at``."""
     client = await client_for(session, caller, client_id)
@@ -54,24 +59,41 @@ async def responsibility(
         named = None
         if assignment is not None:
             worker = workers[assignment.worker_id]
-            named = NamedWorker(assignment_id=assignment.id, worker_id=worker.id, name=worker.name,
-                                role=worker.role, since=assignment.valid_from)
-        return HeldResponsibility(region=period.region, since=period.valid_from,
-                                  residence_outside=period.residence_outside, named_worker=named)
+            named = NamedWorker(
+                assignment_id=assignment.id,
+                worker_id=worker.id,
+                name=worker.name,
+                role=worker.role,
+                since=assignment.valid_from,
+            )
+        return HeldResponsibility(
+            region=period.region,
+            since=period.valid_from,
+            residence_outside=ResidenceOutside(period.residence_outside) if period.residence_outside else None,
+            named_worker=named,
+        )
 
     stamp = known_at or utcnow()
     missing = [
-        gap_public(gap, as_of) for gap in gaps
-        if gap.opened_at <= stamp and gap.since <= as_of
+        gap_public(gap, as_of)
+        for gap in gaps
+        if gap.opened_at <= stamp
+        and gap.since <= as_of
         and (gap.closed_on is None or gap.closed_on > as_of or (gap.closed_at and gap.closed_at > stamp))
     ]
     status = aftercare.status(client.aftercare_start, client.aftercare_end, as_of)
-    pending = await session.exec(select(CoordinationRequest).where(
-        CoordinationRequest.client_id == client.id, CoordinationRequest.status == RequestStatus.open
-    ))
+    pending = await session.exec(
+        select(CoordinationRequest).where(
+            CoordinationRequest.client_id == client.id, CoordinationRequest.status == RequestStatus.open
+        )
+    )
     return ResponsibilityPublic(
-        client_id=client.id, as_of=as_of, known_at=stamp, status=status,
-        organising=held(ORGANISING), residence=held(RESIDENCE) if status != "ended" else None,
+        client_id=client.id,
+        as_of=as_of,
+        known_at=stamp,
+        status=status,
+        organising=held(ORGANISING),
+        residence=held(RESIDENCE) if status != "ended" else None,
         compliance=compliance_status(active=status != "ended", missing=len(missing)),
         missing=missing if status != "ended" else [],
         pending_requests=[request_public(request) for request in pending],
@@ -85,8 +107,14 @@ async def history(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -
     requests = await session.exec(select(CoordinationRequest).where(CoordinationRequest.client_id == client.id))
     entries = [TimelineEntry(date=client.aftercare_start, recorded_at=client.created_at, type="aftercare.started")]
     if client.end_date is not None:
-        entries.append(TimelineEntry(date=client.end_date, recorded_at=client.updated_at, type="aftercare.ended",
-                                     details={"reason": client.end_reason}))
+        entries.append(
+            TimelineEntry(
+                date=client.end_date,
+                recorded_at=client.updated_at,
+                type="aftercare.ended",
+                details={"reason": client.end_reason},
+            )
+        )
     for period in periods:
         entries.extend(_period_entries(period))
     for assignment in assignments:
@@ -94,47 +122,100 @@ async def history(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -
     for gap in gaps:
         entries.extend(_gap_entries(gap))
     for request in requests:
-        entries.append(TimelineEntry(
-            date=request.created_at.date(), recorded_at=request.created_at, type="request.created",
-            region=request.to_region, details=request_public(request).model_dump(mode="json"),
-        ))
+        entries.append(
+            TimelineEntry(
+                date=request.created_at.date(),
+                recorded_at=request.created_at,
+                type="request.created",
+                region=request.to_region,
+                details=request_public(request).model_dump(mode="json"),
+            )
+        )
     entries.sort(key=lambda entry: (entry.date, entry.recorded_at))
     return ClientHistory(client_id=client.id, items=entries)
 
 
 def _period_entries(period: ResponsibilityPeriod) -> list[TimelineEntry]:
-    details = {"municipality": period.municipality, "residence_outside": period.residence_outside,
-               "retracted": period.retracted_at is not None}
-    entries = [TimelineEntry(date=period.valid_from, recorded_at=period.recorded_at,
-                             type=f"{period.responsibility}.started", responsibility=period.responsibility,
-                             region=period.region, details=details)]
+    details = {
+        "municipality": period.municipality,
+        "residence_outside": period.residence_outside,
+        "retracted": period.retracted_at is not None,
+    }
+    entries = [
+        TimelineEntry(
+            date=period.valid_from,
+            recorded_at=period.recorded_at,
+            type=f"{period.responsibility}.started",
+            responsibility=period.responsibility,
+            region=period.region,
+            details=details,
+        )
+    ]
     if period.valid_to is not None:
-        entries.append(TimelineEntry(date=period.valid_to, recorded_at=period.valid_to_recorded_at or period.recorded_at,
-                                     type=f"{period.responsibility}.ended", responsibility=period.responsibility,
-                                     region=period.region, details=details))
+        entries.append(
+            TimelineEntry(
+                date=period.valid_to,
+                recorded_at=period.valid_to_recorded_at or period.recorded_at,
+                type=f"{period.responsibility}.ended",
+                responsibility=period.responsibility,
+                region=period.region,
+                details=details,
+            )
+        )
     return entries
 
 
 def _assignment_entries(assignment: Assignment) -> list[TimelineEntry]:
-    details = {"assignment_id": str(assignment.id), "worker_id": str(assignment.worker_id),
-               "retracted": assignment.retracted_at is not None}
-    entries = [TimelineEntry(date=assignment.valid_from, recorded_at=assignment.recorded_at, type="assignment.created",
-                             responsibility=assignment.responsibility, region=assignment.region, details=details)]
+    details = {
+        "assignment_id": str(assignment.id),
+        "worker_id": str(assignment.worker_id),
+        "retracted": assignment.retracted_at is not None,
+    }
+    entries = [
+        TimelineEntry(
+            date=assignment.valid_from,
+            recorded_at=assignment.recorded_at,
+            type="assignment.created",
+            responsibility=assignment.responsibility,
+            region=assignment.region,
+            details=details,
+        )
+    ]
     if assignment.valid_to is not None:
-        entries.append(TimelineEntry(
-            date=assignment.valid_to, recorded_at=assignment.valid_to_recorded_at or assignment.recorded_at,
-            type="assignment.ended", responsibility=assignment.responsibility, region=assignment.region,
-            details={**details, "reason": assignment.end_reason},
-        ))
+        entries.append(
+            TimelineEntry(
+                date=assignment.valid_to,
+                recorded_at=assignment.valid_to_recorded_at or assignment.recorded_at,
+                type="assignment.ended",
+                responsibility=assignment.responsibility,
+                region=assignment.region,
+                details={**details, "reason": assignment.end_reason},
+            )
+        )
     return entries
 
 
 def _gap_entries(gap: ComplianceGap) -> list[TimelineEntry]:
     details = {"gap_id": str(gap.id), "due": gap.due.isoformat(), "cause": gap.cause}
-    entries = [TimelineEntry(date=gap.since, recorded_at=gap.opened_at, type="gap.opened",
-                             responsibility=gap.responsibility, region=gap.region, details=details)]
+    entries = [
+        TimelineEntry(
+            date=gap.since,
+            recorded_at=gap.opened_at,
+            type="gap.opened",
+            responsibility=gap.responsibility,
+            region=gap.region,
+            details=details,
+        )
+    ]
     if gap.closed_on is not None and gap.closed_at is not None:
-        entries.append(TimelineEntry(date=gap.closed_on, recorded_at=gap.closed_at, type="gap.closed",
-                                     responsibility=gap.responsibility, region=gap.region,
-                                     details={**details, "reason": gap.close_reason}))
+        entries.append(
+            TimelineEntry(
+                date=gap.closed_on,
+                recorded_at=gap.closed_at,
+                type="gap.closed",
+                responsibility=gap.responsibility,
+                region=gap.region,
+                details={**details, "reason": gap.close_reason},
+            )
+        )
     return entries

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, tuple_
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import tuple_
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.errors import ValidationFailed
 
@@ -48,7 +48,7 @@ async def paginate(
     session: AsyncSession,
     statement: SelectOfScalar[Any],
     *,
-    keys: Sequence[ColumnElement[Any]],
+    keys: Sequence[Any],
     key_of: Callable[[Any], Sequence[Any]],
     parse: Sequence[Callable[[str], Any]],
     page: PageParams,

@@ -11,7 +11,14 @@ from app.domain.access import Caller
 from app.errors import NotFound
 from app.models.client import Client, ResidenceIn, ResponsibilityPeriod
 from app.models.common import utcnow
-from app.models.region import Municipality, MunicipalityPublic, Region, RegionPublic, RegionSettings, RegionSettingsUpdate
+from app.models.region import (
+    Municipality,
+    MunicipalityPublic,
+    Region,
+    RegionPublic,
+    RegionSettings,
+    RegionSettingsUpdate,
+)
 from app.services import state
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
@@ -19,10 +26,15 @@ from app.services.clock import today
 
 def region_public(region: Region) -> RegionPublic:
     return RegionPublic(
-        code=region.code, name_fi=region.name_fi, name_sv=region.name_sv, name_en=region.name_en,
+        code=region.code,
+        name_fi=region.name_fi,
+        name_sv=region.name_sv,
+        name_en=region.name_en,
         settings=RegionSettings(
-            grace_days=region.grace_days, aftercare_end_age=region.aftercare_end_age,
-            caseload_targets=region.caseload_targets, caseload_weights=region.caseload_weights,
+            grace_days=region.grace_days,
+            aftercare_end_age=region.aftercare_end_age,
+            caseload_targets=region.caseload_targets,
+            caseload_weights=region.caseload_weights,
         ),
     )
 
@@ -45,7 +57,9 @@ async def get_municipality(session: AsyncSession, code: str) -> MunicipalityPubl
     if found is None:
         raise NotFound(f"municipality {code} not found", code="municipality_not_found")
     return MunicipalityPublic(
-        code=found.code, name_fi=found.name_fi, region=found.region_code,
+        code=found.code,
+        name_fi=found.name_fi,
+        region=found.region_code,
         classification_year=found.classification_year,
     )
 
@@ -66,9 +80,7 @@ async def resolve_residence(session: AsyncSession, data: ResidenceIn) -> tuple[s
     )
 
 
-async def update_settings(
-    session: AsyncSession, caller: Caller, code: str, data: RegionSettingsUpdate
-) -> RegionPublic:
+async def update_settings(session: AsyncSession, caller: Caller, code: str, data: RegionSettingsUpdate) -> RegionPublic:
     """Change a region's settings; a new age limit moves its active clients' aftercare end."""
     caller.require_region_manager(code)
     region = await state.region(session, code)

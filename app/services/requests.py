@@ -30,9 +30,14 @@ async def open_request(
     """Ask ``to_region`` to act about ``client``, due after the receiving region's grace period."""
     receiver = await state.region(session, to_region)
     request = CoordinationRequest(
-        client_id=client.id, kind=kind, from_region=from_region or caller.region or to_region,
-        to_region=to_region, due_date=on + dt.timedelta(days=receiver.grace_days), message=message,
-        details=details or {}, created_by=caller.subject,
+        client_id=client.id,
+        kind=kind,
+        from_region=from_region or caller.region or to_region,
+        to_region=to_region,
+        due_date=on + dt.timedelta(days=receiver.grace_days),
+        message=message,
+        details=details or {},
+        created_by=caller.subject,
     )
     session.add(request)
     record_change(session, caller, action="request.created", entity=request, client_id=client.id)

@@ -34,17 +34,19 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
     if (region, municipality, outside) == (old.region, old.municipality, old.residence_outside):
         raise Unprocessable("the client already lives there", code="no_change")
     if not old.valid_from < data.effective_date <= client.aftercare_end:
-        raise Unprocessable(
-            f"effective_date must be after {old.valid_from} and within aftercare", code="invalid_dates"
-        )
+        raise Unprocessable(f"effective_date must be after {old.valid_from} and within aftercare", code="invalid_dates")
     before = snapshot(old)
     old.valid_to, old.valid_to_recorded_at = data.effective_date, utcnow()
     session.add(old)
     record_change(session, caller, action="residence.ended", entity=old, client_id=client.id, before=before)
     await session.flush()  # the open-period index must see the old period closed first
     new = ResponsibilityPeriod(
-        client_id=client.id, responsibility=RESIDENCE, region=region, municipality=municipality,
-        residence_outside=outside, valid_from=data.effective_date,
+        client_id=client.id,
+        responsibility=RESIDENCE,
+        region=region,
+        municipality=municipality,
+        residence_outside=outside,
+        valid_from=data.effective_date,
     )
     session.add(new)
     record_change(session, caller, action="client.moved", entity=new, client_id=client.id)
@@ -55,11 +57,24 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
             assignment.valid_to = max(data.effective_date, assignment.valid_from)
             assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "moved"
             session.add(assignment)
-            record_change(session, caller, action="assignment.ended", entity=assignment, client_id=client.id,
-                          before=assignment_before)
+            record_change(
+                session,
+                caller,
+                action="assignment.ended",
+                entity=assignment,
+                client_id=client.id,
+                before=assignment_before,
+            )
         if region is not None and region != periods[ORGANISING].region:
-            await open_request(session, caller, client, kind=RequestKind.assign_residence_worker,
-                               to_region=region, on=today(), details={"effective_date": str(data.effective_date)})
+            await open_request(
+                session,
+                caller,
+                client,
+                kind=RequestKind.assign_residence_worker,
+                to_region=region,
+                on=today(),
+                details={"effective_date": str(data.effective_date)},
+            )
     await session.flush()
     await reconcile(session, caller, client, cause="moved", on=today())
     await session.commit()
@@ -80,16 +95,25 @@ async def propose_organising_transfer(
         raise Unprocessable("to_region must be another organising region", code="invalid_transfer_region")
     if not organising.valid_from < data.effective_date <= client.aftercare_end:
         raise Unprocessable("effective_date must fall within the organising period", code="invalid_dates")
-    pending = (await session.exec(select(CoordinationRequest.id).where(
-        CoordinationRequest.client_id == client.id,
-        CoordinationRequest.kind == RequestKind.accept_organising_transfer,
-        CoordinationRequest.status == RequestStatus.open,
-    ))).first()
+    pending = (
+        await session.exec(
+            select(CoordinationRequest.id).where(
+                CoordinationRequest.client_id == client.id,
+                CoordinationRequest.kind == RequestKind.accept_organising_transfer,
+                CoordinationRequest.status == RequestStatus.open,
+            )
+        )
+    ).first()
     if pending is not None:
         raise Conflict("an organising transfer is already pending", code="transfer_pending", request_id=str(pending))
     request = await open_request(
-        session, caller, client, kind=RequestKind.accept_organising_transfer, to_region=receiver.code,
-        on=today(), message=data.reason,
+        session,
+        caller,
+        client,
+        kind=RequestKind.accept_organising_transfer,
+        to_region=receiver.code,
+        on=today(),
+        message=data.reason,
         details={"effective_date": data.effective_date.isoformat(), "reason": data.reason},
     )
     await session.commit()

@@ -50,7 +50,9 @@ async def all_rows(
     session: AsyncSession, client_id: uuid.UUID
 ) -> tuple[Sequence[ResponsibilityPeriod], Sequence[Assignment], Sequence[ComplianceGap]]:
     """Every period, assignment and gap ever recorded for a client (its history is small)."""
-    periods = (await session.exec(select(ResponsibilityPeriod).where(ResponsibilityPeriod.client_id == client_id))).all()
+    periods = (
+        await session.exec(select(ResponsibilityPeriod).where(ResponsibilityPeriod.client_id == client_id))
+    ).all()
     assignments = (await session.exec(select(Assignment).where(Assignment.client_id == client_id))).all()
     gaps = (await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client_id))).all()
     return periods, assignments, gaps
@@ -66,7 +68,7 @@ async def region(session: AsyncSession, code: str) -> Region:
 async def last_end(session: AsyncSession, client_id: uuid.UUID, responsibility: str) -> dt.date | None:
     """When the latest ended assignment of a responsibility ended."""
     rows = await session.exec(
-        select(Assignment.valid_to).where(
+        select(col(Assignment.valid_to)).where(
             Assignment.client_id == client_id,
             Assignment.responsibility == responsibility,
             col(Assignment.valid_to).is_not(None),

@@ -18,14 +18,13 @@ from app.models.client import (
     ExternalIdPublic,
     ResponsibilityPeriod,
 )
+from app.models.common import ResidenceOutside, SupportLevel
 from app.services import state
 from app.services.clock import today
 from app.services.compliance import gap_in_force, gap_public
 
 
-def summary(
-    client: Client, caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int
-) -> ClientSummary:
+def summary(client: Client, caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int) -> ClientSummary:
     """The list view of a client; the municipality of a protected address only for its region."""
     on = today()
     residence = periods.get(RESIDENCE)
@@ -41,9 +40,11 @@ def summary(
         organising_region=periods[ORGANISING].region or "",
         residence_region=residence.region if residence else None,
         residence_municipality=residence.municipality if residence and show_municipality else None,
-        residence_outside=residence.residence_outside if residence else None,
+        residence_outside=ResidenceOutside(residence.residence_outside)
+        if residence and residence.residence_outside
+        else None,
         address_protection=client.address_protection,
-        support_level=client.support_level,
+        support_level=SupportLevel(client.support_level),
         aftercare_start=client.aftercare_start,
         aftercare_end=client.aftercare_end,
         status=status,

@@ -56,17 +56,31 @@ async def _worker(session: AsyncSession, worker_id: uuid.UUID, *, for_update: bo
 
 
 async def list_workers(
-    session: AsyncSession, caller: Caller, *, region: str | None, role: str | None, service: str | None,
-    active: bool | None, page: PageParams,
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    region: str | None,
+    role: str | None,
+    service: str | None,
+    active: bool | None,
+    page: PageParams,
 ) -> Page[WorkerPublic]:
     statement = select(Worker)
-    for column, value in ((Worker.region, region), (Worker.role, role), (Worker.service, service),
-                          (Worker.active, active)):
+    for column, value in (
+        (Worker.region, region),
+        (Worker.role, role),
+        (Worker.service, service),
+        (Worker.active, active),
+    ):
         if value is not None:
             statement = statement.where(column == value)
     result = await paginate(
-        session, statement,  # type: ignore[arg-type]
-        keys=[col(Worker.id)], key_of=lambda worker: (worker.id,), parse=[uuid.UUID], page=page,
+        session,
+        statement,
+        keys=[col(Worker.id)],
+        key_of=lambda worker: (worker.id,),
+        parse=[uuid.UUID],
+        page=page,
     )
     return Page(items=[worker_public(worker) for worker in result.items], next_cursor=result.next_cursor)
 
@@ -97,13 +111,20 @@ async def update_worker(
 
 
 async def _refuse_if_special_needs_social_worker(session: AsyncSession, worker: Worker) -> None:
-    clash = (await session.exec(
-        select(Assignment.id).join(Client, col(Client.id) == Assignment.client_id).where(
-            Assignment.worker_id == worker.id, Assignment.responsibility == ORGANISING,
-            col(Assignment.valid_to).is_(None), col(Assignment.retracted_at).is_(None),
-            Client.support_level == "special", col(Client.aftercare_end) >= today(),
+    clash = (
+        await session.exec(
+            select(Assignment.id)
+            .join(Client, col(Client.id) == Assignment.client_id)
+            .where(
+                Assignment.worker_id == worker.id,
+                Assignment.responsibility == ORGANISING,
+                col(Assignment.valid_to).is_(None),
+                col(Assignment.retracted_at).is_(None),
+                Client.support_level == "special",
+                col(Client.aftercare_end) >= today(),
+            )
         )
-    )).first()
+    ).first()
     if clash is not None and worker.role == "social_worker":
         raise Unprocessable(
             "the worker is the organising social worker of a client with special support needs",
@@ -113,19 +134,36 @@ async def _refuse_if_special_needs_social_worker(session: AsyncSession, worker: 
 
 async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Worker) -> list[AffectedClient]:
     on = today()
-    open_rows = (await session.exec(select(Assignment).where(
-        Assignment.worker_id == worker.id, col(Assignment.valid_to).is_(None), col(Assignment.retracted_at).is_(None)
-    ))).all()
+    open_rows = (
+        await session.exec(
+            select(Assignment).where(
+                Assignment.worker_id == worker.id,
+                col(Assignment.valid_to).is_(None),
+                col(Assignment.retracted_at).is_(None),
+            )
+        )
+    ).all()
     affected = []
     for assignment in open_rows:
         before = snapshot(assignment)
         assignment.valid_to = max(on, assignment.valid_from)
         assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "worker_deactivated"
         session.add(assignment)
-        record_change(session, caller, action="assignment.ended", entity=assignment,
-                      client_id=assignment.client_id, before=before)
-        affected.append(AffectedClient(client_id=assignment.client_id, responsibility=assignment.responsibility,
-                                       assignment_id=assignment.id))
+        record_change(
+            session,
+            caller,
+            action="assignment.ended",
+            entity=assignment,
+            client_id=assignment.client_id,
+            before=before,
+        )
+        affected.append(
+            AffectedClient(
+                client_id=assignment.client_id,
+                responsibility=assignment.responsibility,
+                assignment_id=assignment.id,
+            )
+        )
     await session.flush()
     for item in affected:
         client = await session.get_one(Client, item.client_id)

@@ -1,6 +1,6 @@
 """Load the 22 organising regions, Åland, and the municipality→region table.
 
-Source: Statistics Finland's classification (2025–2026), shipped in ``app/data``.
+Source: Statistics Finland's classification (2025-2026), shipped in ``app/data``.
 
 Revision ID: 0002
 Revises: 0001
@@ -34,31 +34,54 @@ def upgrade() -> None:
     now = dt.datetime.now(dt.UTC)
     region = sa.table(
         "region",
-        sa.column("code"), sa.column("name_fi"), sa.column("name_sv"), sa.column("name_en"),
-        sa.column("organiser", sa.Boolean), sa.column("grace_days"), sa.column("aftercare_end_age"),
-        sa.column("caseload_targets", sa.JSON), sa.column("caseload_weights", sa.JSON),
+        sa.column("code"),
+        sa.column("name_fi"),
+        sa.column("name_sv"),
+        sa.column("name_en"),
+        sa.column("organiser", sa.Boolean),
+        sa.column("grace_days"),
+        sa.column("aftercare_end_age"),
+        sa.column("caseload_targets", sa.JSON),
+        sa.column("caseload_weights", sa.JSON),
         sa.column("updated_at", sa.DateTime(timezone=True)),
     )
-    op.bulk_insert(region, [
-        {
-            "code": row["code"], "name_fi": row["name_fi"], "name_sv": row["name_sv"],
-            "name_en": row["name_en"], "organiser": row["organiser"] == "true", "grace_days": 14,
-            "aftercare_end_age": 23, "caseload_targets": DEFAULT_CASELOAD_TARGETS,
-            "caseload_weights": DEFAULT_CASELOAD_WEIGHTS, "updated_at": now,
-        }
-        for row in _rows("regions.csv")
-    ])
+    op.bulk_insert(
+        region,
+        [
+            {
+                "code": row["code"],
+                "name_fi": row["name_fi"],
+                "name_sv": row["name_sv"],
+                "name_en": row["name_en"],
+                "organiser": row["organiser"] == "true",
+                "grace_days": 14,
+                "aftercare_end_age": 23,
+                "caseload_targets": DEFAULT_CASELOAD_TARGETS,
+                "caseload_weights": DEFAULT_CASELOAD_WEIGHTS,
+                "updated_at": now,
+            }
+            for row in _rows("regions.csv")
+        ],
+    )
     municipality = sa.table(
         "municipality",
-        sa.column("code"), sa.column("name_fi"), sa.column("region_code"), sa.column("classification_year"),
+        sa.column("code"),
+        sa.column("name_fi"),
+        sa.column("region_code"),
+        sa.column("classification_year"),
     )
-    op.bulk_insert(municipality, [
-        {
-            "code": row["municipality_code"], "name_fi": row["municipality_name_fi"],
-            "region_code": row["region_code"], "classification_year": CLASSIFICATION_YEAR,
-        }
-        for row in _rows("municipalities.csv")
-    ])
+    op.bulk_insert(
+        municipality,
+        [
+            {
+                "code": row["municipality_code"],
+                "name_fi": row["municipality_name_fi"],
+                "region_code": row["region_code"],
+                "classification_year": CLASSIFICATION_YEAR,
+            }
+            for row in _rows("municipalities.csv")
+        ],
+    )
 
 
 def downgrade() -> None:

@@ -45,14 +45,25 @@ async def register(api: httpx.AsyncClient, headers: dict[str, str], **overrides:
 async def add_worker(
     api: httpx.AsyncClient, headers: dict[str, str], region: str, role: str = "social_worker", **extra: Any
 ) -> dict[str, Any]:
-    response = await api.post("/v1/workers", json={"region": region, "name": "Worker " + region, "role": role,
-                                                   **extra}, headers=headers)
+    response = await api.post(
+        "/v1/workers",
+        json={"region": region, "name": "Worker " + region, "role": role, **extra},
+        headers=headers,
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 async def assign(
-    api: httpx.AsyncClient, headers: dict[str, str], client_id: str, responsibility: str, worker_id: str, **extra: Any
+    api: httpx.AsyncClient,
+    headers: dict[str, str],
+    client_id: str,
+    responsibility: str,
+    worker_id: str,
+    **extra: Any,
 ) -> httpx.Response:
-    return await api.post(f"/v1/clients/{client_id}/assignments",
-                          json={"responsibility": responsibility, "worker_id": worker_id, **extra}, headers=headers)
+    return await api.post(
+        f"/v1/clients/{client_id}/assignments",
+        json={"responsibility": responsibility, "worker_id": worker_id, **extra},
+        headers=headers,
+    )

@@ -20,8 +20,11 @@ async def two_regions(api, auth):
     h05, h08 = auth("coordinator", region="05"), auth("coordinator", region="08")
     client = await register(api, h05)
     return {
-        "client": client, "h05": h05, "h08": h08,
-        "w05": await add_worker(api, h05, "05"), "w08": await add_worker(api, h08, "08", role="counsellor"),
+        "client": client,
+        "h05": h05,
+        "h08": h08,
+        "w05": await add_worker(api, h05, "05"),
+        "w08": await add_worker(api, h08, "08", role="counsellor"),
     }
 
 
@@ -129,11 +132,13 @@ async def test_ending_an_assignment_reopens_the_gap_and_keeps_history(api, two_r
     yesterday = (today() - dt.timedelta(days=1)).isoformat()
     past = (await api.get(f"/v1/clients/{cid}/assignments", params={"as_of": yesterday}, headers=s["h05"])).json()
     assert [item["id"] for item in past["items"]] == [created["id"]]
-    now = (await api.get(f"/v1/clients/{cid}/assignments", params={"as_of": today().isoformat()},
-                         headers=s["h05"])).json()
+    now = (
+        await api.get(f"/v1/clients/{cid}/assignments", params={"as_of": today().isoformat()}, headers=s["h05"])
+    ).json()
     assert now["items"] == []
-    assert (await api.post(f"/v1/assignments/{uuid.uuid4()}/end", json={"reason": "x"},
-                           headers=s["h05"])).status_code == 404
+    assert (
+        await api.post(f"/v1/assignments/{uuid.uuid4()}/end", json={"reason": "x"}, headers=s["h05"])
+    ).status_code == 404
 
 
 async def test_the_database_refuses_a_second_open_holder(api, two_regions, app):
@@ -141,14 +146,19 @@ async def test_the_database_refuses_a_second_open_holder(api, two_regions, app):
     cid = s["client"]["id"]
     assert (await assign(api, s["h05"], cid, "organising", s["w05"]["id"])).status_code == 201
     sqlite = app.state.engine.dialect.name == "sqlite"
-    ids = {name: (uuid.UUID(value).hex if sqlite else value)
-           for name, value in (("id", str(uuid.uuid4())), ("client", cid), ("worker", s["w05"]["id"]))}
+    ids = {
+        name: (uuid.UUID(value).hex if sqlite else value)
+        for name, value in (("id", str(uuid.uuid4())), ("client", cid), ("worker", s["w05"]["id"]))
+    }
     with pytest.raises(sqlalchemy.exc.IntegrityError):
         async with app.state.engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO assignment (id, client_id, responsibility, region, worker_id, valid_from, recorded_at) "
-                "VALUES (:id, :client, 'organising', '05', :worker, :start, :now)"
-            ), {**ids, "start": today(), "now": dt.datetime.now(dt.UTC)})
+            await conn.execute(
+                text(
+                    "INSERT INTO assignment (id, client_id, responsibility, region, worker_id, valid_from, recorded_at) "
+                    "VALUES (:id, :client, 'organising', '05', :worker, :start, :now)"
+                ),
+                {**ids, "start": today(), "now": dt.datetime.now(dt.UTC)},
+            )
 
 
 @pytest.mark.postgres_only
@@ -161,18 +171,21 @@ async def test_parallel_assignments_of_one_responsibility_have_one_winner(api, a
     assert statuses == [201] + [409] * 19
     assert all(r.json()["code"] == "responsibility_taken" for r in responses if r.status_code == 409)
     async with app.state.engine.connect() as conn:
-        open_rows = (await conn.execute(text(
-            "SELECT count(*) FROM assignment WHERE client_id = :id AND valid_to IS NULL"
-        ), {"id": client["id"]})).scalar()
+        open_rows = (
+            await conn.execute(
+                text("SELECT count(*) FROM assignment WHERE client_id = :id AND valid_to IS NULL"),
+                {"id": client["id"]},
+            )
+        ).scalar()
     assert open_rows == 1
 
 
 @pytest.mark.postgres_only
 async def test_parallel_registrations_of_one_code_make_one_client(api, auth, app):
     body = client_body()
-    responses = await asyncio.gather(*(
-        api.post("/v1/clients", json=body, headers=auth("system", region="05")) for _ in range(10)
-    ))
+    responses = await asyncio.gather(
+        *(api.post("/v1/clients", json=body, headers=auth("system", region="05")) for _ in range(10))
+    )
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * 9
     assert all(r.json()["code"] == "duplicate_client" for r in responses if r.status_code == 409)

@@ -16,7 +16,8 @@ async def test_registration_opens_a_gap_for_each_region(api, auth):
     client = await register(api, auth("system", region="05"))
     assert client["status"] == "active" and client["compliance"] == "gap"
     assert {(gap["responsibility"], gap["region"]) for gap in client["missing"]} == {
-        ("organising", "05"), ("residence", "08")
+        ("organising", "05"),
+        ("residence", "08"),
     }
     assert client["aftercare_end"] == (born().replace(year=born().year + 23) - dt.timedelta(days=1)).isoformat()
 
@@ -25,9 +26,16 @@ async def test_registration_records_a_change_without_the_identity_code(api, auth
     body = client_body()
     response = await api.post("/v1/clients", json=body, headers=auth("system", region="05", client_system="Lifecare"))
     async with app.state.engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT action, client_system, CAST(after AS TEXT) FROM change_event WHERE client_id = :id"
-        ), {"id": uuid.UUID(response.json()["id"]).hex if "sqlite" in str(conn.engine.url) else response.json()["id"]})).all()
+        rows = (
+            await conn.execute(
+                text("SELECT action, client_system, CAST(after AS TEXT) FROM change_event WHERE client_id = :id"),
+                {
+                    "id": uuid.UUID(response.json()["id"]).hex
+                    if "sqlite" in str(conn.engine.url)
+                    else response.json()["id"]
+                },
+            )
+        ).all()
     actions = [row[0] for row in rows]
     assert "client.registered" in actions and "gap.opened" in actions
     assert all(row[1] == "Lifecare" for row in rows)
@@ -45,13 +53,18 @@ async def test_municipality_alone_determines_the_residence_region(api, auth):
 
 
 async def test_municipality_must_agree_with_the_region(api, auth):
-    response = await api.post("/v1/clients", json=client_body(residence_municipality="837", residence_region="05"),
-                              headers=auth("system", region="05"))
+    response = await api.post(
+        "/v1/clients",
+        json=client_body(residence_municipality="837", residence_region="05"),
+        headers=auth("system", region="05"),
+    )
     assert response.status_code == 422 and response.json()["code"] == "municipality_region_mismatch"
 
 
-@pytest.mark.parametrize("residence", [{"residence_municipality": "478"}, {"residence_outside": "aland"},
-                                       {"residence_outside": "abroad"}])
+@pytest.mark.parametrize(
+    "residence",
+    [{"residence_municipality": "478"}, {"residence_outside": "aland"}, {"residence_outside": "abroad"}],
+)
 async def test_client_outside_the_regions_needs_only_the_organising_worker(api, auth, residence):
     client = await register(api, auth("system", region="05"), residence_region=None, **residence)
     assert client["residence_region"] is None and client["residence_outside"] in {"aland", "abroad"}
@@ -87,8 +100,9 @@ async def test_registration_refuses_bad_input_and_stores_nothing(api, auth, over
 async def test_temporary_identity_codes_are_refused(api, auth):
     from tests.conftest import hetu
 
-    response = await api.post("/v1/clients", json=client_body(personal_id=hetu(born(), 950)),
-                              headers=auth("system", region="05"))
+    response = await api.post(
+        "/v1/clients", json=client_body(personal_id=hetu(born(), 950)), headers=auth("system", region="05")
+    )
     assert response.status_code == 422 and response.json()["code"] == "temporary_personal_id"
 
 
@@ -112,8 +126,9 @@ async def test_an_uninvolved_region_cannot_register(api, auth):
 
 async def test_the_residence_region_may_register_and_asks_the_organising_region(api, auth):
     client = await register(api, auth("system", region="08"))
-    responsibility = (await api.get(f"/v1/clients/{client['id']}/responsibility",
-                                    headers=auth("system", region="08"))).json()
+    responsibility = (
+        await api.get(f"/v1/clients/{client['id']}/responsibility", headers=auth("system", region="08"))
+    ).json()
     assert [(r["kind"], r["to_region"]) for r in responsibility["pending_requests"]] == [
         ("assign_organising_worker", "05")
     ]
@@ -122,8 +137,11 @@ async def test_the_residence_region_may_register_and_asks_the_organising_region(
 async def test_a_registered_code_is_a_duplicate_naming_the_client_to_involved_regions(api, auth):
     body = client_body()
     first = (await api.post("/v1/clients", json=body, headers=auth("system", region="05"))).json()
-    again = await api.post("/v1/clients", json={**body, "personal_id": f"  {body['personal_id'].lower()} "},
-                           headers=auth("system", region="08"))
+    again = await api.post(
+        "/v1/clients",
+        json={**body, "personal_id": f"  {body['personal_id'].lower()} "},
+        headers=auth("system", region="08"),
+    )
     assert again.status_code == 409 and again.json()["code"] == "duplicate_client"
     assert again.json()["existing_id"] == first["id"]
 
@@ -131,8 +149,11 @@ async def test_a_registered_code_is_a_duplicate_naming_the_client_to_involved_re
 async def test_a_duplicate_does_not_reveal_the_client_to_an_uninvolved_region(api, auth):
     body = client_body()
     await register(api, auth("system", region="05"), personal_id=body["personal_id"])
-    again = await api.post("/v1/clients", json={**body, "organising_region": "19", "residence_region": "19"},
-                           headers=auth("system", region="19"))
+    again = await api.post(
+        "/v1/clients",
+        json={**body, "organising_region": "19", "residence_region": "19"},
+        headers=auth("system", region="19"),
+    )
     assert again.status_code == 409 and again.json()["existing_id"] is None
 
 
@@ -151,7 +172,11 @@ async def test_uninvolved_regions_get_404_and_auditors_see_by_scope(api, auth):
     assert (await api.get(path, headers=auth("system", region="08"))).status_code == 200
     assert (await api.get(path, headers=auth("auditor"))).status_code == 200
     assert (await api.get(path, headers=auth("auditor", region="05"))).status_code == 200
-    for headers in (auth("system", region="19"), auth("coordinator", region="19"), auth("auditor", region="19")):
+    for headers in (
+        auth("system", region="19"),
+        auth("coordinator", region="19"),
+        auth("auditor", region="19"),
+    ):
         response = await api.get(path, headers=headers)
         assert response.status_code == 404 and response.json()["code"] == "client_not_found"
     assert (await api.get(path, headers=auth("admin"))).status_code == 403
@@ -160,8 +185,13 @@ async def test_uninvolved_regions_get_404_and_auditors_see_by_scope(api, auth):
 
 
 async def test_a_protected_address_is_shown_only_to_the_residence_region(api, auth):
-    client = await register(api, auth("system", region="05"), residence_region=None,
-                            residence_municipality="837", address_protection=True)
+    client = await register(
+        api,
+        auth("system", region="05"),
+        residence_region=None,
+        residence_municipality="837",
+        address_protection=True,
+    )
     path = f"/v1/clients/{client['id']}"
     organising = (await api.get(path, headers=auth("system", region="05"))).json()
     residence = (await api.get(path, headers=auth("system", region="08"))).json()
@@ -177,8 +207,9 @@ async def test_list_filters_and_pages_without_repeats(api, auth):
     assert (await assign(api, headers, same_region["id"], "organising", worker["id"])).status_code == 201
     seen, cursor = [], None
     while True:
-        page = (await api.get("/v1/clients", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                              headers=headers)).json()
+        page = (
+            await api.get("/v1/clients", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=headers)
+        ).json()
         seen += [item["id"] for item in page["items"]]
         assert all("personal_id" not in item for item in page["items"])
         cursor = page["next_cursor"]
@@ -194,8 +225,9 @@ async def test_list_filters_and_pages_without_repeats(api, auth):
     assert (await api.get("/v1/clients", headers=auth("system", region="19"))).json()["items"] == []
 
 
-@pytest.mark.parametrize("params", [{"cursor": "!!!"}, {"cursor": "WyJhIl0"}, {"limit": 0}, {"limit": 501},
-                                    {"compliance": "bad"}])
+@pytest.mark.parametrize(
+    "params", [{"cursor": "!!!"}, {"cursor": "WyJhIl0"}, {"limit": 0}, {"limit": 501}, {"compliance": "bad"}]
+)
 async def test_list_refuses_bad_paging(api, auth, params):
     response = await api.get("/v1/clients", params=params, headers=auth("system", region="05"))
     assert response.status_code == 422 and response.json()["code"] in {"validation_error", "invalid_cursor"}
@@ -204,32 +236,48 @@ async def test_list_refuses_bad_paging(api, auth, params):
 async def test_search_by_identity_code_or_external_id(api, auth):
     body = client_body(external_ids=[{"system": "Lifecare", "id": "LC-1"}])
     client = await register(api, auth("system", region="05"), **body)
-    by_code = await api.post("/v1/clients/search", json={"personal_id": body["personal_id"].lower()},
-                             headers=auth("system", region="08"))
+    by_code = await api.post(
+        "/v1/clients/search",
+        json={"personal_id": body["personal_id"].lower()},
+        headers=auth("system", region="08"),
+    )
     assert [item["id"] for item in by_code.json()["items"]] == [client["id"]]
-    by_external = await api.post("/v1/clients/search", json={"system": "Lifecare", "external_id": "LC-1"},
-                                 headers=auth("system", region="05"))
+    by_external = await api.post(
+        "/v1/clients/search",
+        json={"system": "Lifecare", "external_id": "LC-1"},
+        headers=auth("system", region="05"),
+    )
     assert [item["id"] for item in by_external.json()["items"]] == [client["id"]]
-    hidden = await api.post("/v1/clients/search", json={"personal_id": body["personal_id"]},
-                            headers=auth("system", region="19"))
+    hidden = await api.post(
+        "/v1/clients/search", json={"personal_id": body["personal_id"]}, headers=auth("system", region="19")
+    )
     assert hidden.json()["items"] == []
-    both = await api.post("/v1/clients/search", json={"personal_id": body["personal_id"], "system": "x"},
-                          headers=auth("system", region="05"))
+    both = await api.post(
+        "/v1/clients/search",
+        json={"personal_id": body["personal_id"], "system": "x"},
+        headers=auth("system", region="05"),
+    )
     assert both.status_code == 422
 
 
 async def test_external_ids_are_unique_per_system(api, auth):
     await register(api, auth("system", region="05"), external_ids=[{"system": "Lifecare", "id": "LC-9"}])
-    response = await api.post("/v1/clients", json=client_body(external_ids=[{"system": "Lifecare", "id": "LC-9"}]),
-                              headers=auth("system", region="05"))
+    response = await api.post(
+        "/v1/clients",
+        json=client_body(external_ids=[{"system": "Lifecare", "id": "LC-9"}]),
+        headers=auth("system", region="05"),
+    )
     assert response.status_code == 409 and response.json()["code"] == "duplicate_external_id"
 
 
 async def test_update_changes_names_and_is_refused_to_others(api, auth):
     client = await register(api, auth("system", region="05"))
     path = f"/v1/clients/{client['id']}"
-    updated = await api.patch(path, json={"first_name": "Aina", "external_ids": [{"system": "Pegasos", "id": "P1"}]},
-                              headers=auth("system", region="08"))
+    updated = await api.patch(
+        path,
+        json={"first_name": "Aina", "external_ids": [{"system": "Pegasos", "id": "P1"}]},
+        headers=auth("system", region="08"),
+    )
     assert updated.status_code == 200 and updated.json()["first_name"] == "Aina"
     assert updated.json()["external_ids"] == [{"system": "Pegasos", "id": "P1"}]
     assert (await api.patch(path, json={"first_name": "X"}, headers=auth("system", region="19"))).status_code == 404

@@ -7,14 +7,15 @@ import uuid
 
 import pytest
 
-from app.main import create_app
 from app.config import Settings
+from app.main import create_app
 
 
 def _v1_operations() -> list[tuple[str, str]]:
     spec = create_app(Settings(database_url="sqlite://")).openapi()
-    return [(method.upper(), path) for path, item in spec["paths"].items() if path.startswith("/v1/")
-            for method in item]
+    return [
+        (method.upper(), path) for path, item in spec["paths"].items() if path.startswith("/v1/") for method in item
+    ]
 
 
 @pytest.mark.parametrize(("method", "path"), _v1_operations())
@@ -54,8 +55,11 @@ async def test_the_request_id_is_written_to_the_change_log(api, auth, app):
 
 async def test_oversized_bodies_are_refused_with_413(api, auth):
     body = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
-    response = await api.post("/v1/workers", content=body,
-                              headers={**auth("coordinator", region="05"), "content-type": "application/json"})
+    response = await api.post(
+        "/v1/workers",
+        content=body,
+        headers={**auth("coordinator", region="05"), "content-type": "application/json"},
+    )
     assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
 
 
@@ -79,5 +83,14 @@ async def test_every_write_leaves_change_log_rows(api, auth, app):
     await api.patch("/v1/regions/05/settings", json={"grace_days": 10}, headers=headers)
     async with app.state.engine.connect() as conn:
         actions = (await conn.execute(text("SELECT action FROM change_event ORDER BY id"))).scalars().all()
-    assert actions == ["client.registered", "gap.opened", "worker.created", "assignment.created", "gap.closed",
-                       "assignment.ended", "gap.opened", "client.updated", "region.settings_updated"]
+    assert actions == [
+        "client.registered",
+        "gap.opened",
+        "worker.created",
+        "assignment.created",
+        "gap.closed",
+        "assignment.ended",
+        "gap.opened",
+        "client.updated",
+        "region.settings_updated",
+    ]

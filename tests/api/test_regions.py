@@ -22,17 +22,32 @@ async def test_a_region_and_a_municipality(api, auth):
     assert (await api.get("/v1/municipalities/588", headers=headers)).status_code == 404
 
 
-@pytest.mark.parametrize(("role", "region", "status"), [("coordinator", "05", 200), ("admin", None, 200),
-                                                        ("coordinator", "08", 403), ("system", "05", 403),
-                                                        ("auditor", None, 403)])
+@pytest.mark.parametrize(
+    ("role", "region", "status"),
+    [
+        ("coordinator", "05", 200),
+        ("admin", None, 200),
+        ("coordinator", "08", 403),
+        ("system", "05", 403),
+        ("auditor", None, 403),
+    ],
+)
 async def test_settings_belong_to_the_regions_coordinator_or_an_admin(api, auth, role, region, status):
     response = await api.patch("/v1/regions/05/settings", json={"grace_days": 21}, headers=auth(role, region=region))
     assert response.status_code == status
 
 
-@pytest.mark.parametrize("body", [{"aftercare_end_age": 26}, {"aftercare_end_age": 22}, {"grace_days": -1},
-                                  {"caseload_targets": {"boss": 3}}, {"caseload_weights": {"standard": 0}},
-                                  {"colour": "red"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"aftercare_end_age": 26},
+        {"aftercare_end_age": 22},
+        {"grace_days": -1},
+        {"caseload_targets": {"boss": 3}},
+        {"caseload_weights": {"standard": 0}},
+        {"colour": "red"},
+    ],
+)
 async def test_bad_settings_are_refused(api, auth, body):
     response = await api.patch("/v1/regions/05/settings", json=body, headers=auth("admin"))
     assert response.status_code == 422
@@ -41,8 +56,11 @@ async def test_bad_settings_are_refused(api, auth, body):
 async def test_a_longer_aftercare_policy_moves_the_end_of_active_clients(api, auth):
     headers = auth("coordinator", region="05")
     client = await register(api, headers)
-    response = await api.patch("/v1/regions/05/settings",
-                               json={"aftercare_end_age": 25, "caseload_targets": {"counsellor": 30}}, headers=headers)
+    response = await api.patch(
+        "/v1/regions/05/settings",
+        json={"aftercare_end_age": 25, "caseload_targets": {"counsellor": 30}},
+        headers=headers,
+    )
     settings = response.json()["settings"]
     assert settings["aftercare_end_age"] == 25
     assert settings["caseload_targets"] == {"social_worker": 50, "counsellor": 30, "special_counsellor": 25}

@@ -26,18 +26,24 @@ async def covered(api, auth):
 async def test_a_move_closes_the_old_residence_and_asks_the_new_region(api, auth, covered):
     cid = covered["client"]["id"]
     move_day = today() - dt.timedelta(days=5)
-    moved = await api.post(f"/v1/clients/{cid}/moves", json={"residence_municipality": "564",
-                                                            "effective_date": move_day.isoformat()},
-                           headers=covered["h08"])
+    moved = await api.post(
+        f"/v1/clients/{cid}/moves",
+        json={"residence_municipality": "564", "effective_date": move_day.isoformat()},
+        headers=covered["h08"],
+    )
     assert moved.status_code == 201, moved.text
     body = moved.json()
     assert body["residence_region"] == "19" and body["compliance"] == "gap"
     assert [(g["responsibility"], g["region"], g["since"]) for g in body["missing"]] == [
         ("residence", "19", move_day.isoformat())
     ]
-    before = (await api.get(f"/v1/clients/{cid}/responsibility",
-                            params={"as_of": (move_day - dt.timedelta(days=1)).isoformat()},
-                            headers=covered["h05"])).json()
+    before = (
+        await api.get(
+            f"/v1/clients/{cid}/responsibility",
+            params={"as_of": (move_day - dt.timedelta(days=1)).isoformat()},
+            headers=covered["h05"],
+        )
+    ).json()
     assert before["residence"]["region"] == "08" and before["compliance"] == "ok"
     assert before["residence"]["named_worker"]["assignment_id"] == covered["res"]["id"]
     after = (await api.get(f"/v1/clients/{cid}/responsibility", headers=covered["h05"])).json()
@@ -53,9 +59,11 @@ async def test_a_move_within_the_region_keeps_the_named_worker(api, auth):
     client = await register(api, auth("system", region="05"), residence_region=None, residence_municipality="837")
     w08 = await add_worker(api, auth("coordinator", region="08"), "08")
     await assign(api, headers, client["id"], "residence", w08["id"])
-    moved = await api.post(f"/v1/clients/{client['id']}/moves",
-                           json={"residence_municipality": "211", "effective_date": today().isoformat()},
-                           headers=headers)
+    moved = await api.post(
+        f"/v1/clients/{client['id']}/moves",
+        json={"residence_municipality": "211", "effective_date": today().isoformat()},
+        headers=headers,
+    )
     assert moved.status_code == 201 and moved.json()["residence_municipality"] == "211"
     now = (await api.get(f"/v1/clients/{client['id']}/responsibility", headers=headers)).json()
     assert now["residence"]["named_worker"]["worker_id"] == w08["id"]
@@ -67,8 +75,11 @@ async def test_a_move_within_the_region_keeps_the_named_worker(api, auth):
         ({"residence_region": "08", "effective_date": "TODAY"}, 422, "no_change"),
         ({"residence_region": "19", "effective_date": "LONG_AGO"}, 422, "invalid_dates"),
         ({"residence_region": "19"}, 422, "validation_error"),
-        ({"residence_municipality": "837", "residence_region": "19", "effective_date": "TODAY"}, 422,
-         "municipality_region_mismatch"),
+        (
+            {"residence_municipality": "837", "residence_region": "19", "effective_date": "TODAY"},
+            422,
+            "municipality_region_mismatch",
+        ),
     ],
 )
 async def test_bad_moves_are_refused(api, covered, body, status, code):
@@ -87,9 +98,11 @@ async def test_a_move_needs_an_involved_writer(api, auth, covered):
 
 async def test_moving_abroad_needs_only_the_organising_worker(api, covered):
     cid = covered["client"]["id"]
-    moved = await api.post(f"/v1/clients/{cid}/moves",
-                           json={"residence_outside": "abroad", "effective_date": today().isoformat()},
-                           headers=covered["h05"])
+    moved = await api.post(
+        f"/v1/clients/{cid}/moves",
+        json={"residence_outside": "abroad", "effective_date": today().isoformat()},
+        headers=covered["h05"],
+    )
     assert moved.status_code == 201 and moved.json()["compliance"] == "ok"
     assert moved.json()["residence_outside"] == "abroad"
 
@@ -97,7 +110,11 @@ async def test_moving_abroad_needs_only_the_organising_worker(api, covered):
 async def test_organising_transfer_is_only_proposed_until_accepted(api, auth, covered):
     cid = covered["client"]["id"]
     path = f"/v1/clients/{cid}/organising-transfers"
-    body = {"to_region": "08", "effective_date": (today() + dt.timedelta(days=30)).isoformat(), "reason": "moved"}
+    body = {
+        "to_region": "08",
+        "effective_date": (today() + dt.timedelta(days=30)).isoformat(),
+        "reason": "moved",
+    }
     refused = await api.post(path, json=body, headers=covered["h08"])
     assert refused.status_code == 403 and refused.json()["code"] == "not_responsible"
     proposed = await api.post(path, json=body, headers=covered["h05"])
@@ -121,8 +138,9 @@ async def test_ending_aftercare_early_ends_assignments_and_gaps(api, covered):
     assert ended.status_code == 200 and ended.json()["aftercare_end"] == today().isoformat()
     assert (await api.post(path, json=body, headers=covered["h05"])).json()["code"] == "client_ended"
     tomorrow = (today() + dt.timedelta(days=1)).isoformat()
-    compliance = (await api.get(f"/v1/clients/{cid}/compliance", params={"as_of": tomorrow},
-                                headers=covered["h05"])).json()
+    compliance = (
+        await api.get(f"/v1/clients/{cid}/compliance", params={"as_of": tomorrow}, headers=covered["h05"])
+    ).json()
     assert compliance["status"] == "ended" and compliance["missing"] == []
     assignments = (await api.get(f"/v1/clients/{cid}/assignments", headers=covered["h05"])).json()["items"]
     assert {item["end_date"] for item in assignments} == {tomorrow}
@@ -130,12 +148,24 @@ async def test_ending_aftercare_early_ends_assignments_and_gaps(api, covered):
 
 async def test_history_lists_every_step_oldest_first(api, covered):
     cid = covered["client"]["id"]
-    await api.post(f"/v1/clients/{cid}/moves", json={"residence_region": "19", "effective_date": today().isoformat()},
-                   headers=covered["h05"])
+    await api.post(
+        f"/v1/clients/{cid}/moves",
+        json={"residence_region": "19", "effective_date": today().isoformat()},
+        headers=covered["h05"],
+    )
     items = (await api.get(f"/v1/clients/{cid}/history", headers=covered["h05"])).json()["items"]
     types = [item["type"] for item in items]
-    for expected in ("aftercare.started", "organising.started", "residence.started", "assignment.created",
-                     "gap.opened", "gap.closed", "residence.ended", "assignment.ended", "request.created"):
+    for expected in (
+        "aftercare.started",
+        "organising.started",
+        "residence.started",
+        "assignment.created",
+        "gap.opened",
+        "gap.closed",
+        "residence.ended",
+        "assignment.ended",
+        "request.created",
+    ):
         assert expected in types
     assert [item["date"] for item in items] == sorted(item["date"] for item in items)
 
@@ -143,12 +173,19 @@ async def test_history_lists_every_step_oldest_first(api, covered):
 async def test_responsibility_as_known_at_an_earlier_moment(api, covered):
     cid = covered["client"]["id"]
     marker = (await api.get(f"/v1/clients/{cid}/responsibility", headers=covered["h05"])).json()["known_at"]
-    await api.post(f"/v1/assignments/{covered['org']['id']}/end",
-                   json={"end_date": (today() - dt.timedelta(days=3)).isoformat(), "reason": "correction"},
-                   headers=covered["h05"])
+    await api.post(
+        f"/v1/assignments/{covered['org']['id']}/end",
+        json={"end_date": (today() - dt.timedelta(days=3)).isoformat(), "reason": "correction"},
+        headers=covered["h05"],
+    )
     as_of = (today() - dt.timedelta(days=1)).isoformat()
     now = (await api.get(f"/v1/clients/{cid}/responsibility", params={"as_of": as_of}, headers=covered["h05"])).json()
-    then = (await api.get(f"/v1/clients/{cid}/responsibility", params={"as_of": as_of, "known_at": marker},
-                          headers=covered["h05"])).json()
+    then = (
+        await api.get(
+            f"/v1/clients/{cid}/responsibility",
+            params={"as_of": as_of, "known_at": marker},
+            headers=covered["h05"],
+        )
+    ).json()
     assert now["organising"]["named_worker"] is None
     assert then["organising"]["named_worker"]["assignment_id"] == covered["org"]["id"]

@@ -15,24 +15,35 @@ async def test_a_coordinator_adds_and_changes_workers_of_its_region(api, auth):
     assert worker["active"] is True and worker["service"] == "aftercare"
     got = await api.get(f"/v1/workers/{worker['id']}", headers=auth("system", region="08"))
     assert got.status_code == 200 and got.json()["email"] == "anna@example.fi"
-    changed = await api.patch(f"/v1/workers/{worker['id']}", json={"role": "counsellor", "email": None},
-                              headers=headers)
+    changed = await api.patch(
+        f"/v1/workers/{worker['id']}", json={"role": "counsellor", "email": None}, headers=headers
+    )
     assert changed.status_code == 200 and changed.json()["role"] == "counsellor" and changed.json()["email"] is None
 
 
-@pytest.mark.parametrize(("role", "region", "status"), [("system", "05", 403), ("coordinator", "08", 403),
-                                                        ("auditor", None, 403), ("admin", None, 403)])
+@pytest.mark.parametrize(
+    ("role", "region", "status"),
+    [("system", "05", 403), ("coordinator", "08", 403), ("auditor", None, 403), ("admin", None, 403)],
+)
 async def test_only_the_regions_coordinator_adds_workers(api, auth, role, region, status):
-    response = await api.post("/v1/workers", json={"region": "05", "name": "X", "role": "counsellor"},
-                              headers=auth(role, region=region))
+    response = await api.post(
+        "/v1/workers",
+        json={"region": "05", "name": "X", "role": "counsellor"},
+        headers=auth(role, region=region),
+    )
     assert response.status_code == status
 
 
-@pytest.mark.parametrize("body", [{"region": "05", "name": "X", "role": "boss"},
-                                  {"region": "05", "name": "", "role": "counsellor"},
-                                  {"region": "5", "name": "X", "role": "counsellor"},
-                                  {"region": "05", "name": "X", "role": "counsellor", "email": "nope"},
-                                  {"region": "05", "name": "X", "role": "counsellor", "salary": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"region": "05", "name": "X", "role": "boss"},
+        {"region": "05", "name": "", "role": "counsellor"},
+        {"region": "5", "name": "X", "role": "counsellor"},
+        {"region": "05", "name": "X", "role": "counsellor", "email": "nope"},
+        {"region": "05", "name": "X", "role": "counsellor", "salary": 1},
+    ],
+)
 async def test_bad_workers_are_refused(api, auth, body):
     response = await api.post("/v1/workers", json=body, headers=auth("coordinator", region="05"))
     assert response.status_code == 422 and response.json()["code"] == "validation_error"
@@ -41,8 +52,11 @@ async def test_bad_workers_are_refused(api, auth, body):
 async def test_external_ids_are_unique_within_a_region(api, auth):
     headers = auth("coordinator", region="05")
     await add_worker(api, headers, "05", external_id="HR-7")
-    response = await api.post("/v1/workers", json={"region": "05", "name": "Y", "role": "counsellor",
-                                                   "external_id": "HR-7"}, headers=headers)
+    response = await api.post(
+        "/v1/workers",
+        json={"region": "05", "name": "Y", "role": "counsellor", "external_id": "HR-7"},
+        headers=headers,
+    )
     assert response.status_code == 409 and response.json()["code"] == "duplicate_worker"
 
 
@@ -65,8 +79,9 @@ async def test_deactivating_a_worker_ends_assignments_and_lists_the_clients(api,
     clients = [await register(api, headers) for _ in range(2)]
     for client in clients:
         assert (await assign(api, headers, client["id"], "organising", worker["id"])).status_code == 201
-    other = await api.patch(f"/v1/workers/{worker['id']}", json={"active": False},
-                            headers=auth("coordinator", region="08"))
+    other = await api.patch(
+        f"/v1/workers/{worker['id']}", json={"active": False}, headers=auth("coordinator", region="08")
+    )
     assert other.status_code == 403
     response = await api.patch(f"/v1/workers/{worker['id']}", json={"active": False}, headers=headers)
     assert response.status_code == 200

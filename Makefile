@@ -1,0 +1,42 @@
+# Silta — the two commands the README starts with, and a few more.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck openapi migrate clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)  ## serve on the embedded SQLite default at http://127.0.0.1:8000
+	$(BIN)/silta serve
+
+test: $(STAMP)  ## the whole suite: lint, types, tests on SQLite and PostgreSQL
+	$(BIN)/ruff check app tests migrations
+	$(BIN)/ruff format --check app tests
+	$(BIN)/mypy app
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix app tests migrations
+	$(BIN)/ruff format app tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy app
+
+openapi: $(STAMP)  ## regenerate openapi/openapi.json from the app
+	$(BIN)/silta openapi
+
+migrate: $(STAMP)
+	$(BIN)/silta migrate
+
+lock:  ## refresh requirements.lock from pyproject.toml
+	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
