@@ -83,3 +83,7 @@ def openapi(output: Annotated[str, typer.Option(help="file to write")] = "openap
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

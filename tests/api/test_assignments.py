@@ -154,7 +154,8 @@ async def test_the_database_refuses_a_second_open_holder(api, two_regions, app):
         async with app.state.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "INSERT INTO assignment (id, client_id, responsibility, region, worker_id, valid_from, recorded_at) "
+                    "INSERT INTO assignment (id, client_id, responsibility, region, worker_id, valid_from, recorded_at)"
+                    " "
                     "VALUES (:id, :client, 'organising', '05', :worker, :start, :now)"
                 ),
                 {**ids, "start": today(), "now": dt.datetime.now(dt.UTC)},
