@@ -32,7 +32,9 @@ def parse_personal_id(raw: str, *, accept_temporary: bool) -> PersonalId:
         hetu.validate(code, allow_temporary=True)
     except ValidationError as exc:
         raise Unprocessable("personal_id is not a valid Finnish identity code", code="invalid_personal_id") from exc
-    if code != hetu.compact(raw):  # stdnum also drops inner spaces; we do not accept those
+    # stdnum's pattern takes any Unicode digit ("٢" == "2" to int()): such a code would be a
+    # different string for the same person and slip past the uniqueness constraint.
+    if not code.isascii() or code != hetu.compact(raw):
         raise Unprocessable("personal_id is not a valid Finnish identity code", code="invalid_personal_id")
     temporary = int(code[7:10]) in TEMPORARY
     if temporary and not accept_temporary:

@@ -39,7 +39,7 @@ from app.services.compliance import gap_in_force, reconcile
 from app.services.pagination import Page, PageParams, paginate
 from app.services.regions import resolve_residence
 from app.services.requests import open_request
-from app.services.views import client_public
+from app.services.views import client_public, summaries
 
 
 async def register_client(
@@ -190,11 +190,7 @@ async def list_clients(
         parse=[uuid.UUID],
         page=page,
     )
-    items = []
-    for client in result.items:
-        view = await client_public(session, caller, client)
-        items.append(ClientSummary.model_validate(view.model_dump()))
-    return Page(items=items, next_cursor=result.next_cursor)
+    return Page(items=await summaries(session, caller, result.items), next_cursor=result.next_cursor)
 
 
 async def _holding_region(session: AsyncSession, caller: Caller, client: Client) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -74,3 +79,25 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
         created_at=client.created_at,
         updated_at=client.updated_at,
     )
+
+
+async def summaries(session: AsyncSession, caller: Caller, clients: Sequence[Client]) -> list[ClientSummary]:
+    """List views of many clients in two queries, whatever their number."""
+    ids = [client.id for client in clients]
+    periods: dict[uuid.UUID, dict[str, ResponsibilityPeriod]] = defaultdict(dict)
+    rows = await session.exec(
+        select(ResponsibilityPeriod).where(
+            col(ResponsibilityPeriod.client_id).in_(ids),
+            col(ResponsibilityPeriod.valid_to).is_(None),
+            col(ResponsibilityPeriod.retracted_at).is_(None),
+        )
+    )
+    for row in rows:
+        periods[row.client_id][row.responsibility] = row
+    counted = await session.exec(
+        select(ComplianceGap.client_id, func.count())
+        .where(col(ComplianceGap.client_id).in_(ids), col(ComplianceGap.closed_at).is_(None), gap_in_force(today()))
+        .group_by(col(ComplianceGap.client_id))
+    )
+    gaps = dict(counted.all())
+    return [summary(client, caller, periods[client.id], gaps.get(client.id, 0)) for client in clients]
