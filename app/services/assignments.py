@@ -119,6 +119,19 @@ async def list_assignments(
     return [assignment_public(assignment, worker) for assignment, worker in rows]
 
 
+def close_assignment(
+    session: AsyncSession, caller: Caller, assignment: Assignment, *, end: dt.date, reason: str
+) -> None:
+    """End an open assignment on ``end`` (never before it began) and log it; the caller reconciles gaps."""
+    before = snapshot(assignment)
+    assignment.valid_to, assignment.valid_to_recorded_at = max(end, assignment.valid_from), utcnow()
+    assignment.end_reason = reason
+    session.add(assignment)
+    record_change(
+        session, caller, action="assignment.ended", entity=assignment, client_id=assignment.client_id, before=before
+    )
+
+
 async def end_assignment(
     session: AsyncSession, caller: Caller, assignment_id: uuid.UUID, data: AssignmentEnd
 ) -> AssignmentPublic:
@@ -135,10 +148,7 @@ async def end_assignment(
     end = data.end_date or today()
     if end < assignment.valid_from:
         raise Unprocessable("end_date is before the start of the assignment", code="invalid_dates")
-    before = snapshot(assignment)
-    assignment.valid_to, assignment.valid_to_recorded_at, assignment.end_reason = end, utcnow(), data.reason
-    session.add(assignment)
-    record_change(session, caller, action="assignment.ended", entity=assignment, client_id=client.id, before=before)
+    close_assignment(session, caller, assignment, end=end, reason=data.reason)
     await session.flush()
     await reconcile(session, caller, client, cause="assignment_ended", on=today())
     await session.commit()

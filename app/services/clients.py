@@ -33,6 +33,7 @@ from app.models.common import RequestKind, utcnow
 from app.models.worker import Worker
 from app.services import state
 from app.services.access import client_for, readable
+from app.services.assignments import close_assignment
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
 from app.services.compliance import gap_in_force, reconcile
@@ -256,18 +257,7 @@ async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID
     session.add(client)
     first_day_after = data.end_date + dt.timedelta(days=1)
     for assignment in (await state.open_assignments(session, client.id)).values():
-        assignment_before = snapshot(assignment)
-        assignment.valid_to = max(first_day_after, assignment.valid_from)
-        assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "aftercare_ended"
-        session.add(assignment)
-        record_change(
-            session,
-            caller,
-            action="assignment.ended",
-            entity=assignment,
-            client_id=client.id,
-            before=assignment_before,
-        )
+        close_assignment(session, caller, assignment, end=first_day_after, reason="aftercare_ended")
     record_change(session, caller, action="client.ended", entity=client, client_id=client.id, before=before)
     await reconcile(session, caller, client, cause="aftercare_ended", on=first_day_after)
     await session.commit()

@@ -15,6 +15,7 @@ from app.models.common import RequestKind, RequestStatus, utcnow
 from app.models.request import CoordinationRequest, CoordinationRequestPublic
 from app.services import state
 from app.services.access import client_for
+from app.services.assignments import close_assignment
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
 from app.services.compliance import reconcile
@@ -53,18 +54,7 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
     if region != old.region:
         assignment = (await state.open_assignments(session, client.id)).get(RESIDENCE)
         if assignment is not None:
-            assignment_before = snapshot(assignment)
-            assignment.valid_to = max(data.effective_date, assignment.valid_from)
-            assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "moved"
-            session.add(assignment)
-            record_change(
-                session,
-                caller,
-                action="assignment.ended",
-                entity=assignment,
-                client_id=client.id,
-                before=assignment_before,
-            )
+            close_assignment(session, caller, assignment, end=data.effective_date, reason="moved")
         if region is not None and region != periods[ORGANISING].region:
             await open_request(
                 session,

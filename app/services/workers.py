@@ -16,6 +16,7 @@ from app.models.client import Client
 from app.models.common import utcnow
 from app.models.worker import AffectedClient, Worker, WorkerCreate, WorkerPublic, WorkerUpdate, WorkerUpdated
 from app.services import state
+from app.services.assignments import close_assignment
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
 from app.services.compliance import reconcile
@@ -145,18 +146,7 @@ async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Wor
     ).all()
     affected = []
     for assignment in open_rows:
-        before = snapshot(assignment)
-        assignment.valid_to = max(on, assignment.valid_from)
-        assignment.valid_to_recorded_at, assignment.end_reason = utcnow(), "worker_deactivated"
-        session.add(assignment)
-        record_change(
-            session,
-            caller,
-            action="assignment.ended",
-            entity=assignment,
-            client_id=assignment.client_id,
-            before=before,
-        )
+        close_assignment(session, caller, assignment, end=on, reason="worker_deactivated")
         affected.append(
             AffectedClient(
                 client_id=assignment.client_id,
