@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -135,87 +136,83 @@ async def history(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -
     return ClientHistory(client_id=client.id, items=entries)
 
 
-def _period_entries(period: ResponsibilityPeriod) -> list[TimelineEntry]:
-    details = {
-        "municipality": period.municipality,
-        "residence_outside": period.residence_outside,
-        "retracted": period.retracted_at is not None,
-    }
+Moment = tuple[dt.date, dt.datetime]  # (valid date, when it was recorded)
+
+
+def _span(
+    kind: tuple[str, str],
+    *,
+    responsibility: str,
+    region: str | None,
+    start: Moment,
+    end: Moment | None,
+    details: dict[str, Any],
+    end_details: dict[str, Any] | None = None,
+) -> list[TimelineEntry]:
+    """The timeline entries of something that started and perhaps ended."""
     entries = [
         TimelineEntry(
-            date=period.valid_from,
-            recorded_at=period.recorded_at,
-            type=f"{period.responsibility}.started",
-            responsibility=period.responsibility,
-            region=period.region,
+            date=start[0],
+            recorded_at=start[1],
+            type=kind[0],
+            responsibility=responsibility,
+            region=region,
             details=details,
         )
     ]
-    if period.valid_to is not None:
+    if end is not None:
         entries.append(
             TimelineEntry(
-                date=period.valid_to,
-                recorded_at=period.valid_to_recorded_at or period.recorded_at,
-                type=f"{period.responsibility}.ended",
-                responsibility=period.responsibility,
-                region=period.region,
-                details=details,
+                date=end[0],
+                recorded_at=end[1],
+                type=kind[1],
+                responsibility=responsibility,
+                region=region,
+                details={**details, **(end_details or {})},
             )
         )
     return entries
+
+
+def _period_entries(period: ResponsibilityPeriod) -> list[TimelineEntry]:
+    return _span(
+        (f"{period.responsibility}.started", f"{period.responsibility}.ended"),
+        responsibility=period.responsibility,
+        region=period.region,
+        start=(period.valid_from, period.recorded_at),
+        end=(period.valid_to, period.valid_to_recorded_at or period.recorded_at) if period.valid_to else None,
+        details={
+            "municipality": period.municipality,
+            "residence_outside": period.residence_outside,
+            "retracted": period.retracted_at is not None,
+        },
+    )
 
 
 def _assignment_entries(assignment: Assignment) -> list[TimelineEntry]:
-    details = {
-        "assignment_id": str(assignment.id),
-        "worker_id": str(assignment.worker_id),
-        "retracted": assignment.retracted_at is not None,
-    }
-    entries = [
-        TimelineEntry(
-            date=assignment.valid_from,
-            recorded_at=assignment.recorded_at,
-            type="assignment.created",
-            responsibility=assignment.responsibility,
-            region=assignment.region,
-            details=details,
-        )
-    ]
-    if assignment.valid_to is not None:
-        entries.append(
-            TimelineEntry(
-                date=assignment.valid_to,
-                recorded_at=assignment.valid_to_recorded_at or assignment.recorded_at,
-                type="assignment.ended",
-                responsibility=assignment.responsibility,
-                region=assignment.region,
-                details={**details, "reason": assignment.end_reason},
-            )
-        )
-    return entries
+    ended = assignment.valid_to
+    return _span(
+        ("assignment.created", "assignment.ended"),
+        responsibility=assignment.responsibility,
+        region=assignment.region,
+        start=(assignment.valid_from, assignment.recorded_at),
+        end=(ended, assignment.valid_to_recorded_at or assignment.recorded_at) if ended else None,
+        details={
+            "assignment_id": str(assignment.id),
+            "worker_id": str(assignment.worker_id),
+            "retracted": assignment.retracted_at is not None,
+        },
+        end_details={"reason": assignment.end_reason},
+    )
 
 
 def _gap_entries(gap: ComplianceGap) -> list[TimelineEntry]:
-    details = {"gap_id": str(gap.id), "due": gap.due.isoformat(), "cause": gap.cause}
-    entries = [
-        TimelineEntry(
-            date=gap.since,
-            recorded_at=gap.opened_at,
-            type="gap.opened",
-            responsibility=gap.responsibility,
-            region=gap.region,
-            details=details,
-        )
-    ]
-    if gap.closed_on is not None and gap.closed_at is not None:
-        entries.append(
-            TimelineEntry(
-                date=gap.closed_on,
-                recorded_at=gap.closed_at,
-                type="gap.closed",
-                responsibility=gap.responsibility,
-                region=gap.region,
-                details={**details, "reason": gap.close_reason},
-            )
-        )
-    return entries
+    return _span(
+        ("gap.opened", "gap.closed"),
+        responsibility=gap.responsibility,
+        region=gap.region,
+        start=(gap.since, gap.opened_at),
+        end=(gap.closed_on, gap.closed_at) if gap.closed_on and gap.closed_at else None,
+        details={"gap_id": str(gap.id), "due": gap.due.isoformat(), "cause": gap.cause},
+        end_details={"reason": gap.close_reason},
+    )
