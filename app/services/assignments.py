@@ -139,15 +139,19 @@ async def end_assignment(
     assignment = await session.get(Assignment, assignment_id)
     if assignment is None or assignment.retracted_at is not None:
         raise NotFound("assignment not found", code="assignment_not_found")
-    client = await client_for(session, caller, assignment.client_id, for_update=True)
+    try:
+        client = await client_for(session, caller, assignment.client_id, for_update=True)
+    except NotFound:
+        raise NotFound("assignment not found", code="assignment_not_found") from None
     await session.refresh(assignment)
     if caller.writer_region() != assignment.region:
         raise NotResponsible(f"only region {assignment.region} may end this assignment")
     if assignment.valid_to is not None:
         raise Conflict("the assignment has already ended", code="assignment_ended")
     end = data.end_date or today()
-    if end < assignment.valid_from:
-        raise Unprocessable("end_date is before the start of the assignment", code="invalid_dates")
+    last = client.aftercare_end + dt.timedelta(days=1)
+    if not assignment.valid_from <= end <= last:
+        raise Unprocessable(f"end_date must be between {assignment.valid_from} and {last}", code="invalid_dates")
     close_assignment(session, caller, assignment, end=end, reason=data.reason)
     await session.flush()
     await reconcile(session, caller, client, cause="assignment_ended", on=today())

@@ -193,3 +193,22 @@ async def test_parallel_registrations_of_one_code_make_one_client(api, auth, app
     async with app.state.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM client"))).scalar() == 1
         assert (await conn.execute(text("SELECT count(*) FROM responsibility_period"))).scalar() == 2
+
+
+@pytest.mark.parametrize("end_date", ["9999-12-31", "0001-01-01"])
+async def test_end_dates_outside_the_assignment_and_aftercare_are_refused(api, two_regions, end_date):
+    s = two_regions
+    created = (await assign(api, s["h05"], s["client"]["id"], "organising", s["w05"]["id"])).json()
+    response = await api.post(
+        f"/v1/assignments/{created['id']}/end", json={"end_date": end_date, "reason": "x"}, headers=s["h05"]
+    )
+    assert response.status_code == 422 and response.json()["code"] == "invalid_dates"
+
+
+async def test_an_uninvolved_region_cannot_tell_an_assignment_exists(api, auth, two_regions):
+    s = two_regions
+    created = (await assign(api, s["h05"], s["client"]["id"], "organising", s["w05"]["id"])).json()
+    response = await api.post(
+        f"/v1/assignments/{created['id']}/end", json={"reason": "x"}, headers=auth("system", region="19")
+    )
+    assert response.status_code == 404 and response.json()["code"] == "assignment_not_found"
