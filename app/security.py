@@ -29,6 +29,8 @@ ALGORITHMS = ["RS256", "ES256"]
 MAX_TOKEN_LENGTH = 8192
 DEV_KEY_FILE = "dev-signing-key.pem"
 DEV_KID = "silta-dev-1"
+# Official codes of the 22 organisers (Statistics Finland): 01-21 and Helsinki, 90.
+ORGANISER_CODES = frozenset({f"{number:02d}" for number in range(1, 22)} | {"90"})
 
 
 class Role(StrEnum):
@@ -43,15 +45,17 @@ class TokenClaims(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    sub: str = Field(min_length=1, max_length=200)
+    sub: str = Field(min_length=1, max_length=200, pattern=r"\S")
     roles: list[Role] = Field(min_length=1, max_length=4)
-    region: str | None = Field(default=None, pattern=r"^\d{2}$")
+    region: str | None = Field(default=None, pattern=r"^[0-9]{2}$")
     client_system: str | None = Field(default=None, max_length=100)
 
     @model_validator(mode="after")
     def _region_for_regional_roles(self) -> TokenClaims:
         if {Role.system, Role.coordinator} & set(self.roles) and not self.region:
             raise ValueError("system and coordinator tokens must carry a region")
+        if self.region is not None and self.region not in ORGANISER_CODES:
+            raise ValueError("region is not an official organising region")
         return self
 
 
@@ -68,15 +72,18 @@ def _alg_for(jwk_dict: dict[str, Any]) -> str | None:
 def parse_jwks(document: dict[str, Any]) -> dict[str, tuple[Key, str]]:
     """kid → (public key, algorithm), built once per key; unusable keys are skipped."""
     keys: dict[str, tuple[Key, str]] = {}
-    for item in document.get("keys", []):
+    items = document.get("keys", []) if isinstance(document, dict) else []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
         alg = _alg_for(item)
         kid = item.get("kid")
         if not alg or not kid or "d" in item:  # no private keys, no symmetric keys
             continue
         try:
             keys[str(kid)] = (jwk.construct(item, alg), alg)
-        except JOSEError:
-            continue
+        except (JOSEError, ValueError, TypeError, AttributeError):
+            continue  # one malformed key must not take the others (or key rotation) down
     return keys
 
 
@@ -120,8 +127,8 @@ async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenC
     try:
         header = jwt.get_unverified_header(token)
         found = await keys.key_for(str(header.get("kid", "")))
-        if found is None or header.get("alg") != found[1]:
-            raise Unauthorized()
+        if found is None or header.get("alg") != found[1] or "crit" in header:
+            raise Unauthorized()  # no extension we would have to understand (RFC 7515 § 4.1.11)
         claims = jwt.decode(
             token,
             found[0],
@@ -136,8 +143,12 @@ async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenC
                 "leeway": settings.jwt_leeway_seconds,
             },
         )
+        issued = claims.get("iat")
+        if issued is not None and issued > time.time() + settings.jwt_leeway_seconds:
+            raise Unauthorized()  # jose only checks that iat is a number
         return TokenClaims.model_validate(claims)
-    except (JOSEError, ValidationError, ValueError, TypeError, AttributeError) as exc:
+    # Hostile but validly signed payloads can also overflow (exp: 1e400) or nest too deep.
+    except (JOSEError, ValidationError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         raise Unauthorized() from exc
 
 
