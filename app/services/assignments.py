@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain import responsibility as rules
 from app.domain.access import Caller
+from app.domain.responsibility import RESIDENCE
 from app.errors import Conflict, NotFound, NotResponsible, ResponsibilityTaken, Unprocessable
 from app.models.assignment import Assignment, AssignmentCreate, AssignmentEnd, AssignmentPublic
 from app.models.common import Responsibility, utcnow
@@ -41,16 +42,20 @@ def assignment_public(assignment: Assignment, worker: Worker | None = None) -> A
 async def create_assignment(
     session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: AssignmentCreate
 ) -> AssignmentPublic:
-    """Name a worker for the responsibility the caller's region holds."""
+    """Name a worker for the responsibility the caller's region holds on the start date.
+
+    The worker row is locked (shared) before the client row, the order deactivation and role
+    changes also take, so a worker cannot be deactivated or demoted half-way through.
+    """
+    worker = (await session.exec(select(Worker).where(Worker.id == data.worker_id).with_for_update(read=True))).first()
     client = await client_for(session, caller, client_id, for_update=True)
     on = today()
     start = data.start_date or on
-    if client.end_date is not None or on > client.aftercare_end:
+    if on > client.aftercare_end:
         raise Unprocessable("the client's aftercare has ended", code="client_ended")
-    periods = await state.open_periods(session, client.id)
-    worker = await session.get(Worker, data.worker_id)
     if worker is None:
         raise Unprocessable("no such worker", code="worker_not_found")
+    periods = await state.periods_on(session, client.id, start)
     region = rules.check_assignment(
         responsibility=data.responsibility,
         caller_region=caller.writer_region(),
@@ -58,12 +63,10 @@ async def create_assignment(
         worker=rules.Candidate(region=worker.region, active=worker.active, role=worker.role),
         support_level=client.support_level,
     )
-    period_start = periods[data.responsibility].valid_from
-    if not max(period_start, client.aftercare_start) <= start <= client.aftercare_end:
-        raise Unprocessable(
-            f"start_date must be between {max(period_start, client.aftercare_start)} and {client.aftercare_end}",
-            code="invalid_dates",
-        )
+    period = periods[data.responsibility]
+    first = max(period.valid_from, client.aftercare_start)
+    if not first <= start <= client.aftercare_end:
+        raise Unprocessable(f"start_date must be between {first} and {client.aftercare_end}", code="invalid_dates")
     await _refuse_overlap(session, client.id, data.responsibility, start)
     assignment = Assignment(
         client_id=client.id,
@@ -72,6 +75,12 @@ async def create_assignment(
         worker_id=worker.id,
         valid_from=start,
     )
+    if period.valid_to is not None:  # the region's hold already has a recorded end (an announced move)
+        assignment.valid_to, assignment.valid_to_recorded_at = period.valid_to, utcnow()
+        assignment.end_reason = "moved" if data.responsibility == RESIDENCE else "transferred"
+    if client.end_date is not None and (assignment.valid_to is None or assignment.valid_to > client.end_date):
+        assignment.valid_to, assignment.valid_to_recorded_at = client.end_date + dt.timedelta(days=1), utcnow()
+        assignment.end_reason = "aftercare_ended"
     session.add(assignment)
     try:
         await session.flush()
@@ -79,7 +88,7 @@ async def create_assignment(
         await session.rollback()
         raise ResponsibilityTaken() from None
     record_change(session, caller, action="assignment.created", entity=assignment, client_id=client.id)
-    await reconcile(session, caller, client, cause="assigned", on=on, closed_by=assignment)
+    await reconcile(session, caller, client, cause="assigned")
     await session.commit()
     return assignment_public(assignment, worker)
 
@@ -146,14 +155,14 @@ async def end_assignment(
     await session.refresh(assignment)
     if caller.writer_region() != assignment.region:
         raise NotResponsible(f"only region {assignment.region} may end this assignment")
-    if assignment.valid_to is not None:
+    on = today()
+    if assignment.valid_to is not None and assignment.valid_to <= on:
         raise Conflict("the assignment has already ended", code="assignment_ended")
-    end = data.end_date or today()
-    last = client.aftercare_end + dt.timedelta(days=1)
+    end = data.end_date or on
+    last = min(assignment.valid_to or dt.date.max, client.aftercare_end + dt.timedelta(days=1))
     if not assignment.valid_from <= end <= last:
         raise Unprocessable(f"end_date must be between {assignment.valid_from} and {last}", code="invalid_dates")
     close_assignment(session, caller, assignment, end=end, reason=data.reason)
-    await session.flush()
-    await reconcile(session, caller, client, cause="assignment_ended", on=today())
+    await reconcile(session, caller, client, cause="assignment_ended")
     await session.commit()
     return assignment_public(assignment, await session.get(Worker, assignment.worker_id))

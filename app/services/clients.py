@@ -95,7 +95,7 @@ async def register_client(
         await _refuse_duplicate(session, caller, pid.code)
         raise Conflict("an external id is already linked to another client", code="duplicate_external_id") from None
     record_change(session, caller, action="client.registered", entity=client, client_id=client.id)
-    await reconcile(session, caller, client, cause="registered", on=on)
+    await reconcile(session, caller, client, cause="registered")
     if residence and residence != organising.code:
         other = residence if caller_region == organising.code else organising.code
         kind = RequestKind.assign_residence_worker if other == residence else RequestKind.assign_organising_worker
@@ -176,9 +176,7 @@ async def list_clients(
     elif status == "upcoming":
         statement = statement.where(col(Client.aftercare_start) > on)
     if compliance:
-        open_gap = select(ComplianceGap.id).where(
-            ComplianceGap.client_id == Client.id, col(ComplianceGap.closed_at).is_(None), gap_in_force(on)
-        )
+        open_gap = select(ComplianceGap.id).where(ComplianceGap.client_id == Client.id, gap_in_force(on))
         if compliance == "overdue":
             open_gap = open_gap.where(col(ComplianceGap.due) < on)
         has_gap = exists(open_gap)
@@ -197,8 +195,7 @@ async def list_clients(
 async def _holding_region(session: AsyncSession, caller: Caller, client: Client) -> str:
     """The caller's region if it currently holds a responsibility for the client, else 403."""
     region = caller.writer_region()
-    periods = await state.open_periods(session, client.id)
-    if region not in {period.region for period in periods.values()}:
+    if region not in await state.holding_regions(session, client.id, today()):
         raise NotResponsible("the caller's region holds no responsibility for this client")
     return region
 
@@ -212,8 +209,12 @@ async def update_client(
     before = snapshot(client)
     changes = data.model_dump(exclude_unset=True, exclude={"external_ids"})
     if changes.get("support_level") == "special":
-        organising = (await state.open_assignments(session, client.id)).get(ORGANISING)
-        if organising is not None and (await session.get_one(Worker, organising.worker_id)).role != "social_worker":
+        workers = [
+            await session.get_one(Worker, assignment.worker_id)
+            for assignment in await state.running_assignments(session, client.id, today())
+            if assignment.responsibility == ORGANISING
+        ]
+        if any(worker.role != "social_worker" for worker in workers):
             raise Unprocessable(
                 "end the organising assignment first: special support needs a social worker",
                 code="social_worker_required",
@@ -243,7 +244,7 @@ async def update_client(
 async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: ClientEnd) -> ClientPublic:
     """End aftercare early: the organising region only; assignments end, gaps close."""
     client = await client_for(session, caller, client_id, for_update=True)
-    periods = await state.open_periods(session, client.id)
+    periods = await state.periods_on(session, client.id, today())
     if caller.writer_region() != periods[ORGANISING].region:
         raise NotResponsible("only the organising region ends aftercare")
     if client.end_date is not None:
@@ -256,9 +257,9 @@ async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID
     client.updated_at = utcnow()
     session.add(client)
     first_day_after = data.end_date + dt.timedelta(days=1)
-    for assignment in (await state.open_assignments(session, client.id)).values():
+    for assignment in await state.running_assignments(session, client.id, first_day_after):
         close_assignment(session, caller, assignment, end=first_day_after, reason="aftercare_ended")
     record_change(session, caller, action="client.ended", entity=client, client_id=client.id, before=before)
-    await reconcile(session, caller, client, cause="aftercare_ended", on=first_day_after)
+    await reconcile(session, caller, client, cause="aftercare_ended")
     await session.commit()
     return await client_public(session, caller, client)

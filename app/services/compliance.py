@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain import compliance as rules
 from app.domain.access import Caller
 from app.errors import Forbidden
-from app.models.assignment import Assignment, ComplianceGap, CompliancePublic, GapPublic
+from app.models.assignment import ComplianceGap, CompliancePublic, GapPublic
 from app.models.client import Client
 from app.models.common import Responsibility, utcnow
 from app.services import state
@@ -22,61 +22,75 @@ from app.services.clock import today
 from app.services.pagination import Page, PageParams, paginate
 
 
-async def reconcile(
-    session: AsyncSession,
-    caller: Caller,
-    client: Client,
-    *,
-    cause: str,
-    on: dt.date,
-    closed_by: Assignment | None = None,
-) -> None:
-    """Open the gaps the two-region rule now calls for and close the ones no longer missing."""
-    periods = await state.open_periods(session, client.id)
-    ended = client.end_date is not None or on > client.aftercare_end
-    required = {} if ended else state.holders_of(periods).required()
-    covered = set(await state.open_assignments(session, client.id))
-    gaps = {
-        gap.responsibility: gap
-        for gap in await session.exec(
-            select(ComplianceGap).where(ComplianceGap.client_id == client.id, col(ComplianceGap.closed_at).is_(None))
-        )
-    }
-    plan = rules.plan_gaps(
-        required=required,
-        covered=covered,
-        open_gaps=[rules.OpenGap(resp, gap.region) for resp, gap in gaps.items()],
+async def reconcile(session: AsyncSession, caller: Caller, client: Client, *, cause: str) -> None:
+    """Bring the client's gap rows in line with its whole known timeline (rule 4).
+
+    Gaps are derived from the periods and assignments, including future-dated ones: a gap row
+    is kept when its stretch still exists (its end adjusted), voided (ended on its first day)
+    when the stretch no longer exists, and added for each new stretch. Every change is logged.
+    """
+    await session.flush()
+    periods, assignments, rows = await state.all_rows(session, client.id)
+    wanted = rules.gap_spans(
+        periods=[
+            rules.Span(p.responsibility, p.region, p.valid_from, p.valid_to) for p in periods if p.retracted_at is None
+        ],
+        assignments=[
+            rules.Cover(a.id, a.responsibility, a.region, a.valid_from, a.valid_to)
+            for a in assignments
+            if a.retracted_at is None
+        ],
+        start=client.aftercare_start,
+        end=client.aftercare_end + dt.timedelta(days=1) if client.end_date is not None else None,
     )
-    for responsibility in plan.close:
-        gap = gaps[responsibility]
-        before = snapshot(gap)
-        gap.closed_at = utcnow()
-        if closed_by is not None and closed_by.responsibility == responsibility:
-            gap.closed_on, gap.closed_by_assignment_id, gap.close_reason = (
-                max(closed_by.valid_from, gap.since),
-                closed_by.id,
-                "assigned",
-            )
-        else:
-            gap.closed_on, gap.close_reason = max(on, gap.since), cause
-        session.add(gap)
-        record_change(session, caller, action="gap.closed", entity=gap, client_id=client.id, before=before)
-    for responsibility, region_code in plan.open.items():
-        since = max(periods[responsibility].valid_from, client.aftercare_start)
-        ended_on = await state.last_end(session, client.id, responsibility)
-        if ended_on and ended_on > since:
-            since = ended_on
-        region = await state.region(session, region_code)
+    live = {(gap.responsibility, gap.region, gap.since): gap for gap in rows if gap.closed_on != gap.since}
+    for span in wanted:
+        gap = live.pop((span.responsibility, span.region, span.since), None)
+        if gap is not None and gap.closed_on != span.until:
+            _set_end(session, caller, gap, span.until, span.closed_by, cause)
+    for gap in live.values():
+        _set_end(session, caller, gap, gap.since, None, cause)
+    await session.flush()  # voided rows leave the open-gap index before new ones arrive
+    known = {(gap.responsibility, gap.region, gap.since) for gap in rows if gap.closed_on != gap.since}
+    on = today()
+    for span in wanted:
+        if (span.responsibility, span.region, span.since) in known:
+            continue
+        region = await state.region(session, span.region)
         gap = ComplianceGap(
             client_id=client.id,
-            responsibility=responsibility,
-            region=region_code,
-            since=since,
-            due=rules.gap_due(since, on, region.grace_days),
+            responsibility=span.responsibility,
+            region=span.region,
+            since=span.since,
+            due=rules.gap_due(span.since, on, region.grace_days),
             cause=cause,
         )
+        _end(gap, span.until, span.closed_by, cause)
         session.add(gap)
         record_change(session, caller, action="gap.opened", entity=gap, client_id=client.id)
+
+
+def _set_end(
+    session: AsyncSession,
+    caller: Caller,
+    gap: ComplianceGap,
+    until: dt.date | None,
+    closed_by: uuid.UUID | None,
+    cause: str,
+) -> None:
+    """Give a gap its (new) last day; None reopens it, ``gap.since`` voids it."""
+    before = snapshot(gap)
+    _end(gap, until, closed_by, cause)
+    session.add(gap)
+    action = "gap.reopened" if until is None else "gap.closed"
+    record_change(session, caller, action=action, entity=gap, client_id=gap.client_id, before=before)
+
+
+def _end(gap: ComplianceGap, until: dt.date | None, closed_by: uuid.UUID | None, cause: str) -> None:
+    gap.closed_on = until
+    gap.closed_at = utcnow() if until is not None else None
+    gap.closed_by_assignment_id = closed_by
+    gap.close_reason = None if until is None else ("assigned" if closed_by else cause)
 
 
 def gap_public(gap: ComplianceGap, on: dt.date) -> GapPublic:
@@ -111,7 +125,7 @@ async def list_gaps(
     statement = (
         select(ComplianceGap)
         .join(Client, col(Client.id) == ComplianceGap.client_id)
-        .where(col(ComplianceGap.closed_at).is_(None), gap_in_force(on), col(Client.aftercare_end) >= on)
+        .where(gap_in_force(on), col(Client.aftercare_end) >= on)
     )
     if region:
         statement = statement.where(ComplianceGap.region == region)

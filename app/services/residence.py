@@ -29,7 +29,7 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
     client = await client_for(session, caller, client_id, for_update=True)
     periods = await state.open_periods(session, client.id)
     old = periods[RESIDENCE]
-    if caller.writer_region() not in {periods[ORGANISING].region, old.region}:
+    if caller.writer_region() not in await state.holding_regions(session, client.id, today()):
         raise NotResponsible("only the organising or the current residence region records a move")
     region, municipality, outside = await resolve_residence(session, data)
     if (region, municipality, outside) == (old.region, old.municipality, old.residence_outside):
@@ -52,9 +52,9 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
     session.add(new)
     record_change(session, caller, action="client.moved", entity=new, client_id=client.id)
     if region != old.region:
-        assignment = (await state.open_assignments(session, client.id)).get(RESIDENCE)
-        if assignment is not None:
-            close_assignment(session, caller, assignment, end=data.effective_date, reason="moved")
+        for assignment in await state.running_assignments(session, client.id, data.effective_date):
+            if assignment.responsibility == RESIDENCE:
+                close_assignment(session, caller, assignment, end=data.effective_date, reason="moved")
         if region is not None and region != periods[ORGANISING].region:
             await open_request(
                 session,
@@ -65,8 +65,7 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
                 on=today(),
                 details={"effective_date": str(data.effective_date)},
             )
-    await session.flush()
-    await reconcile(session, caller, client, cause="moved", on=today())
+    await reconcile(session, caller, client, cause="moved")
     await session.commit()
     return await client_public(session, caller, client)
 

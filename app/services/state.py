@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.domain.responsibility import ORGANISING, RESIDENCE, Holders
 from app.errors import NotFound
@@ -17,7 +19,7 @@ from app.models.region import Region
 
 
 async def open_periods(session: AsyncSession, client_id: uuid.UUID) -> dict[str, ResponsibilityPeriod]:
-    """responsibility → the current (open-ended) period."""
+    """responsibility → the latest (open-ended) period, which may begin in the future (an announced move)."""
     rows = await session.exec(
         select(ResponsibilityPeriod).where(
             ResponsibilityPeriod.client_id == client_id,
@@ -28,6 +30,39 @@ async def open_periods(session: AsyncSession, client_id: uuid.UUID) -> dict[str,
     return {row.responsibility: row for row in rows}
 
 
+def running_periods(client_ids: Sequence[uuid.UUID], on: dt.date) -> SelectOfScalar[ResponsibilityPeriod]:
+    """SQL: the periods of these clients still running on ``on`` (in force then or yet to begin)."""
+    return (
+        select(ResponsibilityPeriod)
+        .where(
+            col(ResponsibilityPeriod.client_id).in_(client_ids),
+            col(ResponsibilityPeriod.retracted_at).is_(None),
+            col(ResponsibilityPeriod.valid_to).is_(None) | (col(ResponsibilityPeriod.valid_to) > on),
+        )
+        .order_by(col(ResponsibilityPeriod.valid_from).desc())
+    )
+
+
+def first_of_each(periods: Iterable[ResponsibilityPeriod]) -> dict[str, ResponsibilityPeriod]:
+    """responsibility → the earliest of the given running periods: the one in force, or the next to begin."""
+    chosen: dict[str, ResponsibilityPeriod] = {}
+    for period in periods:
+        current = chosen.get(period.responsibility)
+        if current is None or period.valid_from < current.valid_from:
+            chosen[period.responsibility] = period
+    return chosen
+
+
+async def periods_on(session: AsyncSession, client_id: uuid.UUID, on: dt.date) -> dict[str, ResponsibilityPeriod]:
+    """responsibility → the period in force on ``on`` (or the first one, before aftercare begins)."""
+    return first_of_each(await session.exec(running_periods([client_id], on)))
+
+
+async def holding_regions(session: AsyncSession, client_id: uuid.UUID, on: dt.date) -> set[str]:
+    """Regions holding a responsibility for the client on ``on`` or from a later date already recorded."""
+    return {period.region for period in await session.exec(running_periods([client_id], on)) if period.region}
+
+
 def holders_of(periods: dict[str, ResponsibilityPeriod]) -> Holders:
     organising = periods[ORGANISING].region
     assert organising is not None
@@ -35,15 +70,17 @@ def holders_of(periods: dict[str, ResponsibilityPeriod]) -> Holders:
     return Holders(organising=organising, residence=residence.region if residence else None)
 
 
-async def open_assignments(session: AsyncSession, client_id: uuid.UUID) -> dict[str, Assignment]:
-    rows = await session.exec(
-        select(Assignment).where(
-            Assignment.client_id == client_id,
-            col(Assignment.valid_to).is_(None),
-            col(Assignment.retracted_at).is_(None),
-        )
+def running(on: dt.date) -> ColumnElement[bool]:
+    """SQL: the assignment is in force on ``on`` or begins later, and has not been retracted."""
+    return col(Assignment.retracted_at).is_(None) & (
+        col(Assignment.valid_to).is_(None) | (col(Assignment.valid_to) > on)
     )
-    return {row.responsibility: row for row in rows}
+
+
+async def running_assignments(session: AsyncSession, client_id: uuid.UUID, on: dt.date) -> Sequence[Assignment]:
+    """The client's assignments still running on ``on``: in force then, or starting later."""
+    statement = select(Assignment).where(Assignment.client_id == client_id, running(on))
+    return (await session.exec(statement.order_by(col(Assignment.valid_from)))).all()
 
 
 async def all_rows(
@@ -63,17 +100,3 @@ async def region(session: AsyncSession, code: str) -> Region:
     if found is None:
         raise NotFound(f"region {code} not found", code="region_not_found")
     return found
-
-
-async def last_end(session: AsyncSession, client_id: uuid.UUID, responsibility: str) -> dt.date | None:
-    """When the latest ended assignment of a responsibility ended."""
-    rows = await session.exec(
-        select(col(Assignment.valid_to)).where(
-            Assignment.client_id == client_id,
-            Assignment.responsibility == responsibility,
-            col(Assignment.valid_to).is_not(None),
-            col(Assignment.retracted_at).is_(None),
-        )
-    )
-    ends = [end for end in rows if end is not None]
-    return max(ends) if ends else None

@@ -60,13 +60,9 @@ def summary(client: Client, caller: Caller, periods: dict[str, ResponsibilityPer
 async def client_public(session: AsyncSession, caller: Caller, client: Client) -> ClientPublic:
     """The full view of one client, with its open gaps and external ids."""
     on = today()
-    periods = await state.open_periods(session, client.id)
+    periods = await state.periods_on(session, client.id, on)
     gaps = (
-        await session.exec(
-            select(ComplianceGap).where(
-                ComplianceGap.client_id == client.id, col(ComplianceGap.closed_at).is_(None), gap_in_force(on)
-            )
-        )
+        await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(on)))
     ).all()
     external = await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id))
     base = summary(client, caller, periods, len(gaps))
@@ -84,19 +80,13 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
 async def summaries(session: AsyncSession, caller: Caller, clients: Sequence[Client]) -> list[ClientSummary]:
     """List views of many clients in two queries, whatever their number."""
     ids = [client.id for client in clients]
-    periods: dict[uuid.UUID, dict[str, ResponsibilityPeriod]] = defaultdict(dict)
-    rows = await session.exec(
-        select(ResponsibilityPeriod).where(
-            col(ResponsibilityPeriod.client_id).in_(ids),
-            col(ResponsibilityPeriod.valid_to).is_(None),
-            col(ResponsibilityPeriod.retracted_at).is_(None),
-        )
-    )
-    for row in rows:
-        periods[row.client_id][row.responsibility] = row
+    running: dict[uuid.UUID, list[ResponsibilityPeriod]] = defaultdict(list)
+    for row in await session.exec(state.running_periods(ids, today())):
+        running[row.client_id].append(row)
+    periods = {client_id: state.first_of_each(rows) for client_id, rows in running.items()}
     counted = await session.exec(
         select(ComplianceGap.client_id, func.count())
-        .where(col(ComplianceGap.client_id).in_(ids), col(ComplianceGap.closed_at).is_(None), gap_in_force(today()))
+        .where(col(ComplianceGap.client_id).in_(ids), gap_in_force(today()))
         .group_by(col(ComplianceGap.client_id))
     )
     gaps = dict(counted.all())

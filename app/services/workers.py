@@ -119,8 +119,7 @@ async def _refuse_if_special_needs_social_worker(session: AsyncSession, worker: 
             .where(
                 Assignment.worker_id == worker.id,
                 Assignment.responsibility == ORGANISING,
-                col(Assignment.valid_to).is_(None),
-                col(Assignment.retracted_at).is_(None),
+                state.running(today()),
                 Client.support_level == "special",
                 col(Client.aftercare_end) >= today(),
             )
@@ -134,18 +133,17 @@ async def _refuse_if_special_needs_social_worker(session: AsyncSession, worker: 
 
 
 async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Worker) -> list[AffectedClient]:
+    """End the worker's running assignments today; each client row is locked (worker, then client)."""
     on = today()
-    open_rows = (
+    rows = (
         await session.exec(
-            select(Assignment).where(
-                Assignment.worker_id == worker.id,
-                col(Assignment.valid_to).is_(None),
-                col(Assignment.retracted_at).is_(None),
-            )
+            select(Assignment)
+            .where(Assignment.worker_id == worker.id, state.running(on))
+            .order_by(col(Assignment.client_id), col(Assignment.valid_from))
         )
     ).all()
     affected = []
-    for assignment in open_rows:
+    for assignment in rows:
         close_assignment(session, caller, assignment, end=on, reason="worker_deactivated")
         affected.append(
             AffectedClient(
@@ -154,8 +152,7 @@ async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Wor
                 assignment_id=assignment.id,
             )
         )
-    await session.flush()
-    for item in affected:
-        client = await session.get_one(Client, item.client_id)
-        await reconcile(session, caller, client, cause="worker_deactivated", on=on)
+    for client_id in sorted({item.client_id for item in affected}):
+        client = (await session.exec(select(Client).where(Client.id == client_id).with_for_update())).one()
+        await reconcile(session, caller, client, cause="worker_deactivated")
     return affected

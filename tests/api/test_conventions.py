@@ -77,7 +77,8 @@ async def test_every_write_leaves_change_log_rows(api, auth, app):
     headers = auth("coordinator", region="05")
     client = await register(api, headers, residence_region="05")
     worker = await add_worker(api, headers, "05")
-    created = (await assign(api, headers, client["id"], "organising", worker["id"])).json()
+    start = client["aftercare_start"]
+    created = (await assign(api, headers, client["id"], "organising", worker["id"], start_date=start)).json()
     await api.post(f"/v1/assignments/{created['id']}/end", json={"reason": "r"}, headers=headers)
     await api.patch(f"/v1/clients/{client['id']}", json={"last_name": "B"}, headers=headers)
     await api.patch("/v1/regions/05/settings", json={"grace_days": 10}, headers=headers)

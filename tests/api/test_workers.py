@@ -77,8 +77,11 @@ async def test_deactivating_a_worker_ends_assignments_and_lists_the_clients(api,
     headers = auth("coordinator", region="05")
     worker = await add_worker(api, headers, "05")
     clients = [await register(api, headers) for _ in range(2)]
-    for client in clients:
-        assert (await assign(api, headers, client["id"], "organising", worker["id"])).status_code == 201
+    for client in clients:  # named from the start, so the gap after deactivation is the worker's doing
+        named = await assign(
+            api, headers, client["id"], "organising", worker["id"], start_date=client["aftercare_start"]
+        )
+        assert named.status_code == 201
     other = await api.patch(
         f"/v1/workers/{worker['id']}", json={"active": False}, headers=auth("coordinator", region="08")
     )

@@ -1,12 +1,13 @@
-"""Rule 4: compliance gaps — due dates, overdue, and reconciling open gaps with what is required."""
+"""Rule 4: compliance gaps — due dates, overdue, and the gaps of a whole timeline."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 
-from app.domain.compliance import GapPlan, OpenGap, compliance_status, gap_due, is_overdue, plan_gaps
+from app.domain.compliance import Cover, GapSpan, Span, compliance_status, gap_due, gap_spans, is_overdue
 
 D = dt.date
 ORG, RES, NEW_RES = "05", "06", "07"
@@ -44,97 +45,129 @@ def test_gap_is_overdue_only_after_the_due_date(on: dt.date, overdue: bool) -> N
     assert is_overdue(D(2024, 3, 15), on) is overdue
 
 
-BOTH = {"organising": ORG, "residence": RES}
+START = D(2025, 1, 1)
+A1, A2 = uuid.UUID(int=1), uuid.UUID(int=2)
+
+
+def org(region: str = ORG, start: dt.date = START, end: dt.date | None = None) -> Span:
+    return Span("organising", region, start, end)
+
+
+def res(region: str | None = RES, start: dt.date = START, end: dt.date | None = None) -> Span:
+    return Span("residence", region, start, end)
+
+
+def cover(resp: str, region: str, start: dt.date = START, end: dt.date | None = None, id: uuid.UUID = A1) -> Cover:
+    return Cover(id, resp, region, start, end)
+
+
+def gap(resp: str, region: str, since: dt.date, until: dt.date | None = None, by: uuid.UUID | None = None) -> GapSpan:
+    return GapSpan(resp, region, since, until, by)
 
 
 @pytest.mark.parametrize(
-    ("required", "covered", "open_gaps", "close", "to_open"),
+    ("periods", "assignments", "end", "expected"),
     [
-        pytest.param({}, set(), [], set(), {}, id="nothing_required_nothing_open"),
         pytest.param(
-            {},
-            set(),
-            [OpenGap("organising", ORG), OpenGap("residence", RES)],
-            {"organising", "residence"},
-            {},
-            id="nothing_required_closes_all",  # e.g. aftercare ended
+            [org(), res()], [], None, [gap("organising", ORG, START), gap("residence", RES, START)], id="new_client"
         ),
-        pytest.param(BOTH, set(), [], set(), BOTH, id="new_client_opens_both"),
-        pytest.param(BOTH, {"organising"}, [], set(), {"residence": RES}, id="missing_residence_opens"),
-        pytest.param({"organising": ORG}, set(), [], set(), {"organising": ORG}, id="same_region_opens_organising"),
-        pytest.param(BOTH, {"organising", "residence"}, [], set(), {}, id="all_covered_nothing_to_do"),
+        pytest.param([org(), res(ORG)], [], None, [gap("organising", ORG, START)], id="same_region_needs_one"),
+        pytest.param([org(), res(None)], [], None, [gap("organising", ORG, START)], id="lives_abroad_needs_one"),
         pytest.param(
-            BOTH,
-            {"residence"},
-            [OpenGap("residence", RES)],
-            {"residence"},
-            {"organising": ORG},
-            id="covered_closes_and_missing_opens",
+            [org(), res()],
+            [cover("organising", ORG), cover("residence", RES, id=A2)],
+            None,
+            [],
+            id="both_named_from_the_start",
         ),
         pytest.param(
-            BOTH,
-            {"organising", "residence"},
-            [OpenGap("organising", ORG), OpenGap("residence", RES)],
-            {"organising", "residence"},
-            {},
-            id="covered_closes_all",
+            [org(), res()],
+            [cover("organising", ORG), cover("residence", RES, D(2025, 2, 1), id=A2)],
+            None,
+            [gap("residence", RES, START, D(2025, 2, 1), A2)],
+            id="residence_named_later_closes_the_gap_on_its_start",
         ),
         pytest.param(
-            BOTH,
-            set(),
-            [OpenGap("organising", ORG), OpenGap("residence", RES)],
-            set(),
-            {},
-            id="already_open_and_still_missing_no_change",
+            [org(), res()],
+            [cover("organising", ORG), cover("residence", RES, D(2030, 1, 1), id=A2)],
+            None,
+            [gap("residence", RES, START, D(2030, 1, 1), A2)],
+            id="future_assignment_closes_the_gap_only_on_its_start",
         ),
         pytest.param(
-            {"organising": ORG, "residence": NEW_RES},
-            {"organising"},
-            [OpenGap("residence", RES)],
-            {"residence"},
-            {"residence": NEW_RES},
-            id="moved_closes_old_region_and_reopens_in_new",
+            [org(), res()],
+            [cover("organising", ORG, end=D(2025, 3, 1)), cover("residence", RES, id=A2)],
+            None,
+            [gap("organising", ORG, D(2025, 3, 1))],
+            id="ended_assignment_opens_a_gap_on_its_end",
         ),
         pytest.param(
-            {"organising": NEW_RES, "residence": RES},
-            set(),
-            [OpenGap("organising", ORG), OpenGap("residence", RES)],
-            {"organising"},
-            {"organising": NEW_RES},
-            id="organising_transferred_reopens_organising_only",
+            [org(), res()],
+            [cover("organising", ORG, end=D(2025, 3, 1)), cover("organising", ORG, D(2025, 3, 1), id=A2)],
+            None,
+            [gap("residence", RES, START)],
+            id="handover_on_the_same_day_leaves_no_gap",
         ),
         pytest.param(
-            {"organising": ORG},
-            {"organising"},
-            [OpenGap("residence", RES)],
-            {"residence"},
-            {},
-            id="moved_into_organising_region_closes_residence",
+            [org(), res(end=D(2025, 6, 1)), res(NEW_RES, D(2025, 6, 1))],
+            [cover("organising", ORG), cover("residence", RES, end=D(2025, 6, 1), id=A2)],
+            None,
+            [gap("residence", NEW_RES, D(2025, 6, 1))],
+            id="future_move_opens_the_new_regions_gap_on_the_move_date",
         ),
         pytest.param(
-            {"organising": ORG},
-            set(),
-            [OpenGap("residence", RES)],
-            {"residence"},
-            {"organising": ORG},
-            id="moved_abroad_closes_residence_and_opens_organising",
+            [org(), res(end=D(2025, 6, 1)), res(NEW_RES, D(2025, 6, 1))],
+            [cover("organising", ORG)],
+            None,
+            [gap("residence", RES, START, D(2025, 6, 1)), gap("residence", NEW_RES, D(2025, 6, 1))],
+            id="move_ends_the_old_regions_gap_on_the_move_date",
+        ),
+        pytest.param(
+            [org(), res(end=D(2025, 6, 1)), res(ORG, D(2025, 6, 1))],
+            [cover("organising", ORG)],
+            None,
+            [gap("residence", RES, START, D(2025, 6, 1))],
+            id="moving_into_the_organising_region_ends_the_residence_need",
+        ),
+        pytest.param(
+            [org(), res(end=D(2025, 6, 1)), res(None, D(2025, 6, 1))],
+            [cover("residence", RES, end=D(2025, 6, 1), id=A2)],
+            None,
+            [gap("organising", ORG, START)],
+            id="moving_abroad_ends_the_residence_need",
+        ),
+        pytest.param(
+            [org(), res()],
+            [cover("residence", NEW_RES, id=A2)],
+            None,
+            [gap("organising", ORG, START), gap("residence", RES, START)],
+            id="an_assignment_of_another_region_covers_nothing",
+        ),
+        pytest.param(
+            [org(), res()],
+            [],
+            D(2025, 4, 1),
+            [gap("organising", ORG, START, D(2025, 4, 1)), gap("residence", RES, START, D(2025, 4, 1))],
+            id="early_end_closes_every_gap",
+        ),
+        pytest.param(
+            [org(), res()],
+            [cover("organising", ORG), cover("residence", RES, id=A2)],
+            D(2025, 4, 1),
+            [],
+            id="ended_and_covered",
+        ),
+        pytest.param(
+            [org(start=D(2024, 6, 1)), res(start=D(2024, 6, 1))],
+            [cover("organising", ORG, D(2024, 6, 1)), cover("residence", RES, D(2024, 6, 1), D(2024, 12, 1), A2)],
+            None,
+            [gap("residence", RES, START)],
+            id="nothing_before_aftercare_begins_counts",
         ),
     ],
 )
-def test_plan_gaps(
-    required: dict[str, str],
-    covered: set[str],
-    open_gaps: list[OpenGap],
-    close: set[str],
-    to_open: dict[str, str],
-) -> None:
-    plan = plan_gaps(required=required, covered=covered, open_gaps=open_gaps)
-    assert plan == GapPlan(close=frozenset(close), open=to_open)
-
-
-def test_plan_gaps_ignores_covered_responsibility_that_is_not_required() -> None:
-    plan = plan_gaps(required={"organising": ORG}, covered={"organising", "residence"}, open_gaps=[])
-    assert plan == GapPlan(close=frozenset(), open={})
+def test_gap_spans(periods: list[Span], assignments: list[Cover], end: dt.date | None, expected: list[GapSpan]) -> None:
+    assert gap_spans(periods=periods, assignments=assignments, start=START, end=end) == expected
 
 
 @pytest.mark.parametrize(
