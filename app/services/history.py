@@ -117,11 +117,14 @@ async def history(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -
             )
         )
     for period in periods:
-        entries.extend(_period_entries(period))
+        # a protected address is shown only to the region the client lived in then
+        masked = client.address_protection and caller.region != period.region
+        entries.extend(_period_entries(period, show_municipality=not masked))
     for assignment in assignments:
         entries.extend(_assignment_entries(assignment))
     for gap in gaps:
-        entries.extend(_gap_entries(gap))
+        if gap.closed_on != gap.since:  # a voided gap (a later correction showed it never existed)
+            entries.extend(_gap_entries(gap))
     for request in requests:
         entries.append(
             TimelineEntry(
@@ -174,7 +177,7 @@ def _span(
     return entries
 
 
-def _period_entries(period: ResponsibilityPeriod) -> list[TimelineEntry]:
+def _period_entries(period: ResponsibilityPeriod, *, show_municipality: bool) -> list[TimelineEntry]:
     return _span(
         (f"{period.responsibility}.started", f"{period.responsibility}.ended"),
         responsibility=period.responsibility,
@@ -182,7 +185,7 @@ def _period_entries(period: ResponsibilityPeriod) -> list[TimelineEntry]:
         start=(period.valid_from, period.recorded_at),
         end=(period.valid_to, period.valid_to_recorded_at or period.recorded_at) if period.valid_to else None,
         details={
-            "municipality": period.municipality,
+            "municipality": period.municipality if show_municipality else None,
             "residence_outside": period.residence_outside,
             "retracted": period.retracted_at is not None,
         },

@@ -8,7 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain import aftercare
 from app.domain import responsibility as rules
 from app.domain.access import Caller
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.models.client import Client, ResidenceIn, ResponsibilityPeriod
 from app.models.common import utcnow
 from app.models.region import (
@@ -96,14 +96,20 @@ async def update_settings(session: AsyncSession, caller: Caller, code: str, data
     region.updated_at = utcnow()
     session.add(region)
     if "aftercare_end_age" in changes:
-        await _move_aftercare_ends(session, region)
+        await _move_aftercare_ends(session, caller, region)
     record_change(session, caller, action="region.settings_updated", entity=region, client_id=None, before=before)
     await session.commit()
     return region_public(region)
 
 
-async def _move_aftercare_ends(session: AsyncSession, region: Region) -> None:
-    """Recompute the end of aftercare for the region's still-active clients (no early end)."""
+async def _move_aftercare_ends(session: AsyncSession, caller: Caller, region: Region) -> None:
+    """Recompute the end of aftercare for the region's clients not yet ended (no early end).
+
+    A new limit applies from today: a client already past it ends today, never in the past.
+    A client whose aftercare has not begun and who would be past the new limit by then is
+    refused with 409, so the region ends or corrects that registration first.
+    """
+    on = today()
     clients = await session.exec(
         select(Client)
         .join(ResponsibilityPeriod, col(ResponsibilityPeriod.client_id) == Client.id)
@@ -113,9 +119,28 @@ async def _move_aftercare_ends(session: AsyncSession, region: Region) -> None:
             col(ResponsibilityPeriod.valid_to).is_(None),
             col(ResponsibilityPeriod.retracted_at).is_(None),
             col(Client.end_date).is_(None),
-            col(Client.aftercare_end) >= today(),
+            col(Client.aftercare_end) >= on,
         )
+        .order_by(col(Client.id))
+        .with_for_update()
     )
+    blocked = []
     for client in clients:
-        client.aftercare_end = aftercare.aftercare_end(client.birth_date, region.aftercare_end_age)
-        session.add(client)
+        end = max(aftercare.aftercare_end(client.birth_date, region.aftercare_end_age), on)
+        if end < client.aftercare_start:
+            blocked.append(str(client.id))
+            continue
+        if end != client.aftercare_end:
+            before = snapshot(client)
+            client.aftercare_end, client.updated_at = end, utcnow()
+            client.version += 1
+            session.add(client)
+            record_change(
+                session, caller, action="client.aftercare_end_changed", entity=client, client_id=client.id, before=before
+            )
+    if blocked:
+        raise Conflict(
+            f"{len(blocked)} client(s) would be past the new age limit before their aftercare begins",
+            code="clients_past_age_limit",
+            client_ids=blocked,
+        )

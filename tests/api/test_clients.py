@@ -197,6 +197,24 @@ async def test_a_protected_address_is_shown_only_to_the_residence_region(api, au
     residence = (await api.get(path, headers=auth("system", region="08"))).json()
     assert organising["residence_municipality"] is None and organising["address_protection"] is True
     assert residence["residence_municipality"] == "837"
+    listed = (await api.get("/v1/clients", headers=auth("system", region="05"))).json()["items"]
+    assert [c["residence_municipality"] for c in listed] == [None]
+    moved = await api.post(
+        f"{path}/moves",
+        json={"residence_municipality": "564", "effective_date": today().isoformat()},
+        headers=auth("system", region="08"),
+    )
+    assert moved.status_code == 201, moved.text
+
+    async def municipalities(region: str | None) -> list[str | None]:
+        headers = auth("system", region=region) if region else auth("auditor")
+        timeline = (await api.get(f"{path}/history", headers=headers)).json()["items"]
+        return [e["details"]["municipality"] for e in timeline if e["type"] == "residence.started"]
+
+    assert await municipalities("05") == [None, None]
+    assert await municipalities("08") == ["837", None]  # its own past, not where the client went
+    assert await municipalities("19") == [None, "564"]
+    assert await municipalities(None) == [None, None]
 
 
 async def test_list_filters_and_pages_without_repeats(api, auth):

@@ -83,3 +83,36 @@ async def test_the_grace_period_sets_the_due_date_and_overdue_gaps_are_listed(ap
     national = (await api.get("/v1/compliance/gaps", params={"region": "08"}, headers=auth("auditor"))).json()
     assert [gap["region"] for gap in national["items"]] == ["08"]
     assert (await api.get("/v1/compliance/gaps", headers=auth("admin"))).status_code == 403
+
+
+async def test_a_lower_age_limit_ends_clients_past_it_today_never_in_the_past(api, auth, app):
+    from sqlalchemy import text
+
+    headers = auth("coordinator", region="05")
+    await api.patch("/v1/regions/05/settings", json={"aftercare_end_age": 25}, headers=headers)
+    older = await register(api, headers, personal_id=new_hetu(born(24)))
+    younger = await register(api, headers)
+    lowered = await api.patch("/v1/regions/05/settings", json={"aftercare_end_age": 23}, headers=headers)
+    assert lowered.status_code == 200, lowered.text
+    after = (await api.get(f"/v1/clients/{older['id']}", headers=headers)).json()
+    assert after["aftercare_end"] == today().isoformat() and after["status"] == "active"
+    birth = dt.date.fromisoformat(younger["birth_date"])
+    moved = (await api.get(f"/v1/clients/{younger['id']}", headers=headers)).json()
+    assert moved["aftercare_end"] == (birth.replace(year=birth.year + 23) - dt.timedelta(days=1)).isoformat()
+    async with app.state.engine.connect() as conn:
+        changed = (
+            await conn.execute(text("SELECT client_id FROM change_event WHERE action = 'client.aftercare_end_changed'"))
+        ).scalars()
+        assert {str(value).replace("-", "") for value in changed} >= {older["id"].replace("-", "")}
+
+
+async def test_a_lower_age_limit_is_refused_while_an_upcoming_client_would_be_past_it(api, auth):
+    headers = auth("coordinator", region="05")
+    await api.patch("/v1/regions/05/settings", json={"aftercare_end_age": 25}, headers=headers)
+    start = (today() + dt.timedelta(days=400)).isoformat()
+    upcoming = await register(api, headers, personal_id=new_hetu(born(23)), aftercare_start=start)
+    refused = await api.patch("/v1/regions/05/settings", json={"aftercare_end_age": 23}, headers=headers)
+    assert refused.status_code == 409 and refused.json()["code"] == "clients_past_age_limit"
+    assert refused.json()["client_ids"] == [upcoming["id"]]
+    region = (await api.get("/v1/regions/05", headers=headers)).json()
+    assert region["settings"]["aftercare_end_age"] == 25
