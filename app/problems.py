@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -73,6 +73,11 @@ async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "conflict", "The change conflicts with the current state")
 
 
+async def _unstorable_value(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("value refused by the database: %s", type(exc).__name__)
+    return problem(422, "invalid_value", "A value cannot be stored", "a value is out of range or not storable")
+
+
 async def _database_down(_: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable: %s", type(exc).__name__)
     return problem(503, "unavailable", "Service temporarily unavailable")
@@ -89,6 +94,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(DBAPIError, _database_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from app.domain.responsibility import ORGANISING, RESIDENCE, Holders
 
@@ -97,7 +98,7 @@ def gap_spans(
     return sorted(spans, key=lambda span: (span.since, span.responsibility))
 
 
-def compliance_status(*, active: bool, missing: int) -> str:
+def compliance_status(*, active: bool, missing: int) -> Literal["ok", "gap", "ended"]:
     if not active:
         return "ended"
     return "gap" if missing else "ok"

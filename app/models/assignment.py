@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Literal
 
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
@@ -115,6 +116,8 @@ class GapPublic(SQLModel):
 
 
 class CompliancePublic(SQLModel):
-    status: str = Field(description="ok, gap or ended")
+    status: Literal["ok", "gap", "ended", "upcoming"] = Field(
+        description="ok, gap or ended; upcoming when as_of falls before the client's aftercare begins"
+    )
     as_of: dt.date
     missing: list[GapPublic]

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from pydantic import StrictBool
 from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
@@ -116,7 +117,7 @@ class ClientCreate(ResidenceIn, InputModel):
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
     organising_region: RegionCode
-    address_protection: bool = False
+    address_protection: StrictBool = False
     aftercare_start: dt.date
     support_level: SupportLevel = SupportLevel.standard
     external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=20)
@@ -126,7 +127,7 @@ class ClientUpdate(InputModel):
     first_name: str | None = Field(default=None, min_length=1, max_length=100)
     last_name: str | None = Field(default=None, min_length=1, max_length=100)
     support_level: SupportLevel | None = None
-    address_protection: bool | None = None
+    address_protection: StrictBool | None = None
     external_ids: list[ExternalIdIn] | None = Field(default=None, max_length=20)
 
 

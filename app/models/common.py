@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from sqlalchemy import JSON, DateTime, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -59,10 +60,32 @@ def timestamp_field(**kwargs: Any) -> Any:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, **kwargs)
 
 
+# C0 controls other than tab and line breaks, DEL, and lone surrogates: no database stores them faithfully.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _refuse_unstorable(value: Any) -> Any:
+    if isinstance(value, str) and _UNSTORABLE.search(value):
+        raise ValueError("control characters and unpaired surrogates are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unstorable(key)
+            _refuse_unstorable(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_unstorable(item)
+    return value
+
+
 class InputModel(SQLModel):
-    """Base of request bodies: unknown fields are refused, not ignored."""
+    """Base of request bodies: unknown fields are refused, not ignored, and text must be storable."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        return _refuse_unstorable(value)
 
 
 class Responsibility(StrEnum):

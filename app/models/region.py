@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import StrictInt, field_validator
 from sqlalchemy import CheckConstraint, Column
 from sqlmodel import Field, SQLModel
 
@@ -50,9 +50,9 @@ class RegionPublic(SQLModel):
 
 
 class RegionSettingsUpdate(InputModel):
-    grace_days: int | None = Field(default=None, ge=0, le=365)
-    aftercare_end_age: int | None = Field(default=None, ge=23, le=25)
-    caseload_targets: dict[WorkerRole, int] | None = None
+    grace_days: StrictInt | None = Field(default=None, ge=0, le=365)
+    aftercare_end_age: StrictInt | None = Field(default=None, ge=23, le=25)
+    caseload_targets: dict[WorkerRole, StrictInt] | None = None
     caseload_weights: dict[str, float] | None = None
 
     @field_validator("caseload_targets")

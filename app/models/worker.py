@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from pydantic import StrictBool
 from sqlalchemy import CheckConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
@@ -47,7 +48,7 @@ class WorkerUpdate(InputModel):
     email: Email | None = None
     role: WorkerRole | None = None
     service: Service | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class WorkerPublic(WorkerBase):

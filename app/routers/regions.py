@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.deps import CurrentCaller, SessionDep
+from app.models.common import PageOut
 from app.models.region import MunicipalityPublic, RegionPublic, RegionSettingsUpdate
 from app.services import regions as service
 
@@ -15,9 +16,9 @@ RegionCode = Annotated[str, Path(pattern=r"^\d{2}$")]
 
 
 @router.get("/regions")
-async def list_regions(session: SessionDep, caller: CurrentCaller) -> list[RegionPublic]:
-    """The 22 organising regions with their settings."""
-    return await service.list_regions(session)
+async def list_regions(session: SessionDep, caller: CurrentCaller) -> PageOut[RegionPublic]:
+    """The 22 regions with their settings, in one page (the list envelope of every list)."""
+    return PageOut(items=await service.list_regions(session), next_cursor=None)
 
 
 @router.get("/regions/{code}")

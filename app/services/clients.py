@@ -208,6 +208,18 @@ async def update_client(
     await _holding_region(session, caller, client)
     before = snapshot(client)
     changes = data.model_dump(exclude_unset=True, exclude={"external_ids"})
+    if any(value is None for value in changes.values()):
+        raise ValidationFailed(f"{', '.join(k for k, v in changes.items() if v is None)} cannot be null")
+    changes = {field: value for field, value in changes.items() if getattr(client, field) != value}
+    current_ids = {
+        (row.system, row.external_id)
+        for row in await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id))
+    }
+    new_ids = None if data.external_ids is None else {(item.system, item.id) for item in data.external_ids}
+    if data.external_ids is not None and len(new_ids or ()) != len(data.external_ids):
+        raise ValidationFailed("external_ids contains the same id twice")
+    if not changes and new_ids in (None, current_ids):
+        return await client_public(session, caller, client)  # nothing changes: no new version, nothing logged
     if changes.get("support_level") == "special":
         workers = [
             await session.get_one(Worker, assignment.worker_id)
@@ -220,10 +232,8 @@ async def update_client(
                 code="social_worker_required",
             )
     for field, value in changes.items():
-        if value is None:
-            raise ValidationFailed(f"{field} cannot be null")
         setattr(client, field, value)
-    if data.external_ids is not None:
+    if data.external_ids is not None and new_ids != current_ids:
         for row in await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)):
             await session.delete(row)
         await session.flush()

@@ -8,7 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain import aftercare
 from app.domain import responsibility as rules
 from app.domain.access import Caller
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, ValidationFailed
 from app.models.client import Client, ResidenceIn, ResponsibilityPeriod
 from app.models.common import utcnow
 from app.models.region import (
@@ -87,10 +87,15 @@ async def update_settings(session: AsyncSession, caller: Caller, code: str, data
     if not region.organiser:
         raise NotFound(f"region {code} not found", code="region_not_found")
     before = snapshot(region)
-    changes = data.model_dump(exclude_unset=True, exclude_none=True, mode="json")
+    changes = data.model_dump(exclude_unset=True, mode="json")
+    if any(value is None for value in changes.values()):
+        raise ValidationFailed(f"{', '.join(k for k, v in changes.items() if v is None)} cannot be null")
     for field in ("caseload_targets", "caseload_weights"):
         if field in changes:
             changes[field] = {**getattr(region, field), **changes[field]}
+    changes = {field: value for field, value in changes.items() if getattr(region, field) != value}
+    if not changes:
+        return region_public(region)  # nothing changes, nothing logged
     for field, value in changes.items():
         setattr(region, field, value)
     region.updated_at = utcnow()
@@ -136,7 +141,12 @@ async def _move_aftercare_ends(session: AsyncSession, caller: Caller, region: Re
             client.version += 1
             session.add(client)
             record_change(
-                session, caller, action="client.aftercare_end_changed", entity=client, client_id=client.id, before=before
+                session,
+                caller,
+                action="client.aftercare_end_changed",
+                entity=client,
+                client_id=client.id,
+                before=before,
             )
     if blocked:
         raise Conflict(

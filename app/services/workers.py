@@ -95,6 +95,9 @@ async def update_worker(
     changes = data.model_dump(exclude_unset=True)
     if any(value is None for field, value in changes.items() if field != "email"):
         raise ValidationFailed("only email may be set to null")
+    changes = {field: value for field, value in changes.items() if getattr(worker, field) != value}
+    if not changes:
+        return WorkerUpdated(**worker_public(worker).model_dump(), affected_clients=[])
     if changes.get("role", worker.role) != "social_worker":
         await _refuse_if_special_needs_social_worker(session, worker)
     before = snapshot(worker)
