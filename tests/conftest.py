@@ -32,8 +32,9 @@ PG_TEST_DB = os.environ.get("SILTA_TEST_PG_DB", "silta_test")
 MUTABLE_TABLES = [
     "change_event",
     "compliance_gap",
-    "assignment",
     "coordination_request",
+    "work_pair",
+    "assignment",
     "responsibility_period",
     "client_external_id",
     "client",

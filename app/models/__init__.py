@@ -3,6 +3,7 @@
 from app.models.assignment import Assignment, ComplianceGap
 from app.models.audit import ChangeEvent
 from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
+from app.models.pair import WorkPair
 from app.models.region import Municipality, Region
 from app.models.request import CoordinationRequest
 from app.models.worker import Worker
@@ -17,5 +18,6 @@ __all__ = [
     "Municipality",
     "Region",
     "ResponsibilityPeriod",
+    "WorkPair",
     "Worker",
 ]

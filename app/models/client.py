@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import StrictBool
 from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
@@ -22,6 +22,7 @@ from app.models.common import (
     new_id,
     timestamp_field,
 )
+from app.models.pair import PairPublic
 
 
 class Client(SQLModel, table=True):
@@ -177,7 +178,12 @@ class ExternalIdPublic(SQLModel):
 
 
 class ClientPublic(ClientSummary):
-    personal_id: str
+    access: Literal["full", "request"] = Field(
+        default="full",
+        description="request: the caller's region sees the client only through an open coordination request,"
+        " so the identity code, external ids and municipality are withheld",
+    )
+    personal_id: str | None
     end_reason: str | None
     external_ids: list[ExternalIdPublic]
     missing: list[Any] = Field(default_factory=list, description="open compliance gaps")
@@ -209,8 +215,9 @@ class ResponsibilityPublic(SQLModel):
     residence: HeldResponsibility | None
     compliance: str
     missing: list[Any]
+    pairs: list[PairPublic] = Field(default_factory=list, description="work pairs in force on as_of")
     cost_decisions: list[Any] = Field(default_factory=list)
-    pending_requests: list[Any] = Field(default_factory=list)
+    pending_requests: list[Any] = Field(default_factory=list, description="requests open on as_of")
 
 
 class TimelineEntry(SQLModel):

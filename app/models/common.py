@@ -114,6 +114,17 @@ class Service(StrEnum):
     other = "other"
 
 
+class PairKind(StrEnum):
+    cross_region = "cross_region"
+    cross_service = "cross_service"
+
+
+class PairStatus(StrEnum):
+    proposed = "proposed"
+    active = "active"
+    ended = "ended"
+
+
 class ResidenceOutside(StrEnum):
     aland = "aland"
     abroad = "abroad"

@@ -11,16 +11,23 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain import responsibility as rules
 from app.domain.access import Caller
-from app.domain.responsibility import RESIDENCE
+from app.domain.responsibility import ORGANISING, RESIDENCE
 from app.errors import Conflict, NotFound, NotResponsible, ResponsibilityTaken, Unprocessable
 from app.models.assignment import Assignment, AssignmentCreate, AssignmentEnd, AssignmentPublic
-from app.models.common import Responsibility, utcnow
+from app.models.common import RequestKind, RequestStatus, Responsibility, utcnow
 from app.models.worker import Worker
 from app.services import state
 from app.services.access import client_for
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
 from app.services.compliance import reconcile
+from app.services.pairs import end_pairs_of
+from app.services.requests import settle_open
+
+ASSIGN_REQUEST = {
+    ORGANISING: RequestKind.assign_organising_worker,
+    RESIDENCE: RequestKind.assign_residence_worker,
+}
 
 
 def assignment_public(assignment: Assignment, worker: Worker | None = None) -> AssignmentPublic:
@@ -88,6 +95,16 @@ async def create_assignment(
         await session.rollback()
         raise ResponsibilityTaken() from None
     record_change(session, caller, action="assignment.created", entity=assignment, client_id=client.id)
+    await settle_open(
+        session,
+        caller,
+        client.id,
+        kinds=[ASSIGN_REQUEST[data.responsibility]],
+        status=RequestStatus.accepted,
+        note="fulfilled by the assignment",
+        to_region=region,
+        assignment_id=assignment.id,
+    )
     await reconcile(session, caller, client, cause="assigned")
     await session.commit()
     return assignment_public(assignment, worker)
@@ -128,16 +145,19 @@ async def list_assignments(
     return [assignment_public(assignment, worker) for assignment, worker in rows]
 
 
-def close_assignment(
+async def close_assignment(
     session: AsyncSession, caller: Caller, assignment: Assignment, *, end: dt.date, reason: str
 ) -> None:
-    """End an open assignment on ``end`` (never before it began) and log it; the caller reconciles gaps."""
+    """End a running assignment on ``end`` (never before it began), with its pairs; the caller reconciles gaps."""
     before = snapshot(assignment)
     assignment.valid_to, assignment.valid_to_recorded_at = max(end, assignment.valid_from), utcnow()
     assignment.end_reason = reason
     session.add(assignment)
     record_change(
         session, caller, action="assignment.ended", entity=assignment, client_id=assignment.client_id, before=before
+    )
+    await end_pairs_of(
+        session, caller, end=assignment.valid_to, reason=f"assignment ended: {reason}", assignment_id=assignment.id
     )
 
 
@@ -162,7 +182,7 @@ async def end_assignment(
     last = min(assignment.valid_to or dt.date.max, client.aftercare_end + dt.timedelta(days=1))
     if not assignment.valid_from <= end <= last:
         raise Unprocessable(f"end_date must be between {assignment.valid_from} and {last}", code="invalid_dates")
-    close_assignment(session, caller, assignment, end=end, reason=data.reason)
+    await close_assignment(session, caller, assignment, end=end, reason=data.reason)
     await reconcile(session, caller, client, cause="assignment_ended")
     await session.commit()
     return assignment_public(assignment, await session.get(Worker, assignment.worker_id))

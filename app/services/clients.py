@@ -29,7 +29,7 @@ from app.models.client import (
     ExternalIdIn,
     ResponsibilityPeriod,
 )
-from app.models.common import RequestKind, utcnow
+from app.models.common import RequestKind, RequestStatus, utcnow
 from app.models.worker import Worker
 from app.services import state
 from app.services.access import client_for, readable
@@ -39,7 +39,7 @@ from app.services.clock import today
 from app.services.compliance import gap_in_force, reconcile
 from app.services.pagination import Page, PageParams, paginate
 from app.services.regions import resolve_residence
-from app.services.requests import open_request
+from app.services.requests import open_request, settle_open
 from app.services.views import client_public, summaries
 
 
@@ -268,7 +268,11 @@ async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID
     session.add(client)
     first_day_after = data.end_date + dt.timedelta(days=1)
     for assignment in await state.running_assignments(session, client.id, first_day_after):
-        close_assignment(session, caller, assignment, end=first_day_after, reason="aftercare_ended")
+        await close_assignment(session, caller, assignment, end=first_day_after, reason="aftercare_ended")
+    if data.end_date < today():  # ended already: nothing is left to ask for (a future end leaves them open)
+        await settle_open(
+            session, caller, client.id, kinds=list(RequestKind), status=RequestStatus.cancelled, note="aftercare ended"
+        )
     record_change(session, caller, action="client.ended", entity=client, client_id=client.id, before=before)
     await reconcile(session, caller, client, cause="aftercare_ended")
     await session.commit()

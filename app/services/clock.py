@@ -10,3 +10,8 @@ FINLAND = ZoneInfo("Europe/Helsinki")
 
 def today() -> dt.date:
     return dt.datetime.now(FINLAND).date()
+
+
+def local_date(moment: dt.datetime) -> dt.date:
+    """The date in Finland at a recorded moment."""
+    return moment.astimezone(FINLAND).date()

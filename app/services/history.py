@@ -23,12 +23,15 @@ from app.models.client import (
     ResponsibilityPublic,
     TimelineEntry,
 )
-from app.models.common import RequestStatus, ResidenceOutside, utcnow
+from app.models.common import ResidenceOutside, utcnow
+from app.models.pair import WorkPair
 from app.models.request import CoordinationRequest
 from app.models.worker import Worker
-from app.services import state
+from app.services import pairs, state
 from app.services.access import client_for
+from app.services.clock import local_date
 from app.services.compliance import gap_public
+from app.services.pairs import pair_public
 from app.services.requests import request_public
 
 
@@ -83,10 +86,16 @@ async def responsibility(
         and (gap.closed_on is None or gap.closed_on > as_of or (gap.closed_at and gap.closed_at > stamp))
     ]
     status = aftercare.status(client.aftercare_start, client.aftercare_end, as_of)
-    pending = await session.exec(
-        select(CoordinationRequest).where(
-            CoordinationRequest.client_id == client.id, CoordinationRequest.status == RequestStatus.open
-        )
+    requests = await session.exec(select(CoordinationRequest).where(CoordinationRequest.client_id == client.id))
+    pending = [
+        request
+        for request in requests
+        if request.created_at <= stamp
+        and local_date(request.created_at) <= as_of
+        and (request.answered_at is None or request.answered_at > stamp or local_date(request.answered_at) > as_of)
+    ]
+    pairs_then = pairs.in_force(
+        list(await session.exec(select(WorkPair).where(WorkPair.client_id == client.id))), as_of, stamp
     )
     return ResponsibilityPublic(
         client_id=client.id,
@@ -97,7 +106,8 @@ async def responsibility(
         residence=held(RESIDENCE) if status != "ended" else None,
         compliance=compliance_status(active=status != "ended", missing=len(missing)),
         missing=missing if status != "ended" else [],
-        pending_requests=[request_public(request) for request in pending],
+        pairs=[pair_public(pair, as_of) for pair in pairs_then],
+        pending_requests=[request_public(request, as_of) for request in pending],
     )
 
 
@@ -126,15 +136,28 @@ async def history(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -
         if gap.closed_on != gap.since:  # a voided gap (a later correction showed it never existed)
             entries.extend(_gap_entries(gap))
     for request in requests:
+        details = request_public(request).model_dump(mode="json")
         entries.append(
             TimelineEntry(
-                date=request.created_at.date(),
+                date=local_date(request.created_at),
                 recorded_at=request.created_at,
                 type="request.created",
                 region=request.to_region,
-                details=request_public(request).model_dump(mode="json"),
+                details=details,
             )
         )
+        if request.answered_at is not None:
+            entries.append(
+                TimelineEntry(
+                    date=local_date(request.answered_at),
+                    recorded_at=request.answered_at,
+                    type=f"request.{request.status}",
+                    region=request.answered_by_region,
+                    details=details,
+                )
+            )
+    for pair in await session.exec(select(WorkPair).where(WorkPair.client_id == client.id)):
+        entries.extend(_pair_entries(pair))
     entries.sort(key=lambda entry: (entry.date, entry.recorded_at))
     return ClientHistory(client_id=client.id, items=entries)
 
@@ -190,6 +213,39 @@ def _period_entries(period: ResponsibilityPeriod, *, show_municipality: bool) ->
             "retracted": period.retracted_at is not None,
         },
     )
+
+
+def _pair_entries(pair: WorkPair) -> list[TimelineEntry]:
+    details = pair_public(pair).model_dump(mode="json", include={"id", "kind", "worker_ids", "assignment_ids"})
+    entries = [
+        TimelineEntry(
+            date=local_date(pair.proposed_at),
+            recorded_at=pair.proposed_at,
+            type="pair.proposed",
+            region=pair.proposed_by_region,
+            details=details,
+        )
+    ]
+    if pair.valid_from is not None and pair.confirmed_at is not None:
+        entries.append(
+            TimelineEntry(
+                date=pair.valid_from,
+                recorded_at=pair.confirmed_at,
+                type="pair.confirmed",
+                region=pair.confirm_region,
+                details=details,
+            )
+        )
+    if pair.ended_at is not None:
+        entries.append(
+            TimelineEntry(
+                date=pair.valid_to or local_date(pair.ended_at),
+                recorded_at=pair.ended_at,
+                type="pair.ended",
+                details={**details, "reason": pair.end_reason},
+            )
+        )
+    return entries
 
 
 def _assignment_entries(assignment: Assignment) -> list[TimelineEntry]:

@@ -1,16 +1,18 @@
-"""Moves (rule 5) and organising-transfer proposals (rule 6)."""
+"""Moves (rule 5) and organising transfers: the proposal and, once accepted, the transfer (rule 6)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.domain import aftercare
 from app.domain.access import Caller
 from app.domain.responsibility import ORGANISING, RESIDENCE
 from app.errors import Conflict, NotResponsible, Unprocessable
-from app.models.client import ClientPublic, MoveCreate, OrganisingTransferCreate, ResponsibilityPeriod
+from app.models.client import Client, ClientPublic, MoveCreate, OrganisingTransferCreate, ResponsibilityPeriod
 from app.models.common import RequestKind, RequestStatus, utcnow
 from app.models.request import CoordinationRequest, CoordinationRequestPublic
 from app.services import state
@@ -20,7 +22,7 @@ from app.services.audit import record_change, snapshot
 from app.services.clock import today
 from app.services.compliance import reconcile
 from app.services.regions import resolve_residence
-from app.services.requests import open_request, request_public
+from app.services.requests import open_request, request_public, settle_open
 from app.services.views import client_public
 
 
@@ -54,7 +56,16 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
     if region != old.region:
         for assignment in await state.running_assignments(session, client.id, data.effective_date):
             if assignment.responsibility == RESIDENCE:
-                close_assignment(session, caller, assignment, end=data.effective_date, reason="moved")
+                await close_assignment(session, caller, assignment, end=data.effective_date, reason="moved")
+        await settle_open(
+            session,
+            caller,
+            client.id,
+            kinds=[RequestKind.assign_residence_worker],
+            status=RequestStatus.cancelled,
+            note="the client moved elsewhere",
+            keep_region=region,
+        )
         if region is not None and region != periods[ORGANISING].region:
             await open_request(
                 session,
@@ -62,6 +73,7 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
                 client,
                 kind=RequestKind.assign_residence_worker,
                 to_region=region,
+                from_region=periods[ORGANISING].region,  # the organising region needs the worker named
                 on=today(),
                 details={"effective_date": str(data.effective_date)},
             )
@@ -107,3 +119,57 @@ async def propose_organising_transfer(
     )
     await session.commit()
     return request_public(request)
+
+
+async def transfer_organising(
+    session: AsyncSession, caller: Caller, client: Client, request: CoordinationRequest
+) -> None:
+    """Carry out an accepted organising transfer on its effective date (rule 6).
+
+    The old organising period and its running assignments end on that date and the receiver's
+    period begins; a residence assignment of the receiver ends too, as its organising worker
+    will cover both. The receiver's age limit applies from then on (unless aftercare was ended
+    early). Obsolete requests to name an organising worker in the old region are cancelled.
+    """
+    effective = dt.date.fromisoformat(request.details["effective_date"])
+    old = (await state.open_periods(session, client.id))[ORGANISING]
+    if old.region != request.from_region or not old.valid_from < effective <= client.aftercare_end:
+        raise Conflict("the client's organising responsibility has changed since the proposal", code="transfer_stale")
+    receiver = await state.region(session, request.to_region)
+    end = client.aftercare_end
+    if client.end_date is None:
+        end = aftercare.aftercare_end(client.birth_date, receiver.aftercare_end_age)
+        if end < effective:
+            raise Conflict(
+                f"the client is past region {receiver.code}'s age limit on the effective date", code="past_age_limit"
+            )
+    before = snapshot(old)
+    old.valid_to, old.valid_to_recorded_at = effective, utcnow()
+    session.add(old)
+    record_change(session, caller, action="organising.ended", entity=old, client_id=client.id, before=before)
+    await session.flush()  # the open-period index must see the old period closed first
+    new = ResponsibilityPeriod(
+        client_id=client.id, responsibility=ORGANISING, region=receiver.code, valid_from=effective
+    )
+    session.add(new)
+    record_change(session, caller, action="organising.transferred", entity=new, client_id=client.id)
+    for assignment in await state.running_assignments(session, client.id, effective):
+        if assignment.responsibility == ORGANISING or assignment.region == receiver.code:
+            await close_assignment(session, caller, assignment, end=effective, reason="organising_transferred")
+    if end != client.aftercare_end:
+        before = snapshot(client)
+        client.aftercare_end, client.updated_at, client.version = end, utcnow(), client.version + 1
+        session.add(client)
+        record_change(
+            session, caller, action="client.aftercare_end_changed", entity=client, client_id=client.id, before=before
+        )
+    await settle_open(
+        session,
+        caller,
+        client.id,
+        kinds=[RequestKind.assign_organising_worker],
+        status=RequestStatus.cancelled,
+        note="the organising responsibility moved",
+        to_region=old.region,
+    )
+    await reconcile(session, caller, client, cause="organising_transferred")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -64,17 +64,33 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
     gaps = (
         await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(on)))
     ).all()
-    external = await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id))
     base = summary(client, caller, periods, len(gaps))
+    full = caller.national or await _held_by(session, client.id, caller.region)
+    external: Iterable[ClientExternalId] = (
+        await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)) if full else []
+    )
+    if not full:
+        base.residence_municipality = None
     return ClientPublic(
         **base.model_dump(),
-        personal_id=client.personal_id,
+        access="full" if full else "request",
+        personal_id=client.personal_id if full else None,
         end_reason=client.end_reason,
         external_ids=[ExternalIdPublic(system=row.system, id=row.external_id) for row in external],
         missing=[gap_public(gap, on) for gap in gaps] if base.status != "ended" else [],
         created_at=client.created_at,
         updated_at=client.updated_at,
     )
+
+
+async def _held_by(session: AsyncSession, client_id: uuid.UUID, region: str | None) -> bool:
+    """The region holds or held a responsibility for the client (not merely an open request about it)."""
+    held = select(ResponsibilityPeriod.id).where(
+        ResponsibilityPeriod.client_id == client_id,
+        ResponsibilityPeriod.region == region,
+        col(ResponsibilityPeriod.retracted_at).is_(None),
+    )
+    return (await session.exec(held)).first() is not None
 
 
 async def summaries(session: AsyncSession, caller: Caller, clients: Sequence[Client]) -> list[ClientSummary]:

@@ -9,11 +9,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.access import Caller
-from app.domain.responsibility import ORGANISING
+from app.domain.responsibility import ORGANISING, RESIDENCE
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.models.assignment import Assignment
 from app.models.client import Client
-from app.models.common import utcnow
+from app.models.common import RequestKind, utcnow
 from app.models.worker import AffectedClient, Worker, WorkerCreate, WorkerPublic, WorkerUpdate, WorkerUpdated
 from app.services import state
 from app.services.assignments import close_assignment
@@ -21,6 +21,8 @@ from app.services.audit import record_change, snapshot
 from app.services.clock import today
 from app.services.compliance import reconcile
 from app.services.pagination import Page, PageParams, paginate
+from app.services.pairs import end_pairs_of
+from app.services.requests import open_request
 
 
 def worker_public(worker: Worker) -> WorkerPublic:
@@ -136,7 +138,11 @@ async def _refuse_if_special_needs_social_worker(session: AsyncSession, worker: 
 
 
 async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Worker) -> list[AffectedClient]:
-    """End the worker's running assignments today; each client row is locked (worker, then client)."""
+    """End the worker's running assignments and pairs today; each client row is locked (worker, then client).
+
+    Where the worker held another region's client's residence responsibility, the organising
+    region asks the worker's region, by a coordination request, to name a new worker.
+    """
     on = today()
     rows = (
         await session.exec(
@@ -145,9 +151,12 @@ async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Wor
             .order_by(col(Assignment.client_id), col(Assignment.valid_from))
         )
     ).all()
+    clients = {}
+    for client_id in sorted({assignment.client_id for assignment in rows}):
+        clients[client_id] = (await session.exec(select(Client).where(Client.id == client_id).with_for_update())).one()
     affected = []
     for assignment in rows:
-        close_assignment(session, caller, assignment, end=on, reason="worker_deactivated")
+        await close_assignment(session, caller, assignment, end=on, reason="worker_deactivated")
         affected.append(
             AffectedClient(
                 client_id=assignment.client_id,
@@ -155,7 +164,19 @@ async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Wor
                 assignment_id=assignment.id,
             )
         )
-    for client_id in sorted({item.client_id for item in affected}):
-        client = (await session.exec(select(Client).where(Client.id == client_id).with_for_update())).one()
+    await end_pairs_of(session, caller, end=on, reason="worker deactivated", worker_id=worker.id)
+    for client in clients.values():
+        organising = (await state.periods_on(session, client.id, on))[ORGANISING].region
+        if organising and any(a.client_id == client.id and a.responsibility == RESIDENCE for a in rows):
+            await open_request(
+                session,
+                caller,
+                client,
+                kind=RequestKind.assign_residence_worker,
+                to_region=worker.region,
+                from_region=organising,
+                on=on,
+                message="the named residence worker was deactivated",
+            )
         await reconcile(session, caller, client, cause="worker_deactivated")
     return affected

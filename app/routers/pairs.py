@@ -1,0 +1,49 @@
+"""Work pairs across regions and services."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from app.deps import CurrentCaller, Pagination, SessionDep
+from app.models.common import PageOut
+from app.models.pair import PairCreate, PairEnd, PairPublic
+from app.services import pairs as service
+
+router = APIRouter(tags=["pairs"])
+
+
+@router.post("/clients/{client_id}/pairs", status_code=201)
+async def propose_pair(
+    client_id: uuid.UUID, data: PairCreate, session: SessionDep, caller: CurrentCaller
+) -> PairPublic:
+    """Propose a pair; the other worker's region confirms it."""
+    return await service.propose_pair(session, caller, client_id, data)
+
+
+@router.get("/clients/{client_id}/pairs")
+async def client_pairs(client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> PageOut[PairPublic]:
+    """Every pair of the client, oldest first."""
+    return PageOut(items=await service.client_pairs(session, caller, client_id), next_cursor=None)
+
+
+@router.get("/workers/{worker_id}/pairs")
+async def worker_pairs(
+    worker_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, page: Pagination
+) -> PageOut[PairPublic]:
+    """The worker's pairs on clients the caller may see."""
+    result = await service.worker_pairs(session, caller, worker_id, page=page)
+    return PageOut(items=result.items, next_cursor=result.next_cursor)
+
+
+@router.post("/pairs/{pair_id}/confirm")
+async def confirm_pair(pair_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> PairPublic:
+    """The other side's coordinator confirms: active from today."""
+    return await service.confirm_pair(session, caller, pair_id)
+
+
+@router.post("/pairs/{pair_id}/end")
+async def end_pair(pair_id: uuid.UUID, data: PairEnd, session: SessionDep, caller: CurrentCaller) -> PairPublic:
+    """Either side ends the pair (or withdraws the proposal) today."""
+    return await service.end_pair(session, caller, pair_id, data)
