@@ -33,6 +33,8 @@ MUTABLE_TABLES = [
     "change_event",
     "compliance_gap",
     "coordination_request",
+    "cost_decision_event",
+    "cost_decision",
     "work_pair",
     "assignment",
     "responsibility_period",

@@ -3,6 +3,7 @@
 from app.models.assignment import Assignment, ComplianceGap
 from app.models.audit import ChangeEvent
 from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
+from app.models.cost import CostDecision, CostDecisionEvent
 from app.models.pair import WorkPair
 from app.models.region import Municipality, Region
 from app.models.request import CoordinationRequest
@@ -15,6 +16,8 @@ __all__ = [
     "ClientExternalId",
     "ComplianceGap",
     "CoordinationRequest",
+    "CostDecision",
+    "CostDecisionEvent",
     "Municipality",
     "Region",
     "ResponsibilityPeriod",

@@ -22,6 +22,7 @@ from app.models.common import (
     new_id,
     timestamp_field,
 )
+from app.models.cost import CostDecisionPublic
 from app.models.pair import PairPublic
 
 
@@ -216,7 +217,9 @@ class ResponsibilityPublic(SQLModel):
     compliance: str
     missing: list[Any]
     pairs: list[PairPublic] = Field(default_factory=list, description="work pairs in force on as_of")
-    cost_decisions: list[Any] = Field(default_factory=list)
+    cost_decisions: list[CostDecisionPublic] = Field(
+        default_factory=list, description="agreed, not superseded cost decisions covering as_of"
+    )
     pending_requests: list[Any] = Field(default_factory=list, description="requests open on as_of")
 
 

@@ -114,6 +114,22 @@ class Service(StrEnum):
     other = "other"
 
 
+class ServiceType(StrEnum):
+    mental_health_housing = "mental_health_housing"
+    substance_abuse_housing = "substance_abuse_housing"
+    disability_housing = "disability_housing"
+    supported_housing = "supported_housing"
+    aftercare_financial_support = "aftercare_financial_support"
+    other = "other"
+
+
+class DecisionStatus(StrEnum):
+    proposed = "proposed"
+    agreed = "agreed"
+    disputed = "disputed"
+    superseded = "superseded"
+
+
 class PairKind(StrEnum):
     cross_region = "cross_region"
     cross_service = "cross_service"

@@ -64,6 +64,7 @@ class CoordinationRequest(SQLModel, table=True):
     answer_note: str | None = Field(default=None, max_length=4000)
     assignment_id: uuid.UUID | None = Field(default=None, foreign_key="assignment.id")
     pair_id: uuid.UUID | None = Field(default=None, foreign_key="work_pair.id")
+    cost_decision_id: uuid.UUID | None = Field(default=None, foreign_key="cost_decision.id")
 
 
 class CoordinationRequestCreate(InputModel):
@@ -94,3 +95,4 @@ class CoordinationRequestPublic(SQLModel):
     answer_note: str | None = None
     assignment_id: uuid.UUID | None = None
     pair_id: uuid.UUID | None = None
+    cost_decision_id: uuid.UUID | None = None

@@ -19,18 +19,23 @@ from app.models.client import Client, ResponsibilityPeriod
 from app.models.request import CoordinationRequest
 
 
-def involved(region: str) -> ColumnElement[bool]:
-    """SQL: the client row's region involvement."""
+def held(region: str, client_id: Any = Client.id) -> ColumnElement[bool]:
+    """SQL: the region holds or held a responsibility for the client (full involvement)."""
     period = ResponsibilityPeriod
+    return exists(
+        select(period.id).where(
+            period.client_id == client_id,
+            period.region == region,
+            col(period.retracted_at).is_(None),
+        )
+    )
+
+
+def involved(region: str) -> ColumnElement[bool]:
+    """SQL: the client row's region involvement: held, or asked about it in an open request."""
     request = CoordinationRequest
     return or_(
-        exists(
-            select(period.id).where(
-                period.client_id == Client.id,
-                period.region == region,
-                period.retracted_at.is_(None),  # type: ignore[union-attr]
-            )
-        ),
+        held(region),
         exists(
             select(request.id).where(
                 col(request.client_id) == Client.id,
@@ -39,6 +44,15 @@ def involved(region: str) -> ColumnElement[bool]:
             )
         ),
     )
+
+
+async def fully_involved(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> bool:
+    """The caller sees the whole client (national, or its region holds or held a responsibility)."""
+    if caller.national:
+        return True
+    if caller.region is None:
+        return False
+    return bool((await session.exec(select(held(caller.region, client_id)))).one())
 
 
 def readable(caller: Caller) -> ColumnElement[bool]:

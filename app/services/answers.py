@@ -10,10 +10,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.access import Caller
 from app.errors import NotResponsible, Unprocessable
 from app.models.client import Client
-from app.models.common import RequestKind, RequestStatus
+from app.models.common import DecisionStatus, RequestKind, RequestStatus
 from app.models.pair import WorkPair
 from app.models.request import CoordinationRequest, CoordinationRequestPublic, RequestAnswer
-from app.services import pairs
+from app.services import costs, pairs
 from app.services.clock import today
 from app.services.requests import RESPONSIBILITY_OF, lock_for_answer, request_public, settle
 from app.services.residence import transfer_organising
@@ -49,6 +49,16 @@ async def _carry_out(
         )
     if action == "accept" and request.kind == RequestKind.accept_organising_transfer:
         await transfer_organising(session, caller, await session.get_one(Client, request.client_id), request)
+    if request.kind == RequestKind.review_cost_decision and request.cost_decision_id is not None:
+        if action == "cancel":
+            raise Unprocessable(
+                "a proposed cost decision stays on record: the counterparty disputes it, or a new one supersedes it",
+                code="cannot_cancel",
+            )
+        if action == "decline" and not note:
+            raise Unprocessable("a dispute needs a reason: give it as the note", code="validation_error")
+        status = DecisionStatus.agreed if action == "accept" else DecisionStatus.disputed
+        await costs.answer(session, caller, request.cost_decision_id, status, note, request_answered=request.id)
     if request.kind == RequestKind.confirm_pair and request.pair_id is not None:
         pair = await session.get_one(WorkPair, request.pair_id)
         if action == "accept":

@@ -27,7 +27,7 @@ from app.models.common import ResidenceOutside, utcnow
 from app.models.pair import WorkPair
 from app.models.request import CoordinationRequest
 from app.models.worker import Worker
-from app.services import pairs, state
+from app.services import costs, pairs, state
 from app.services.access import client_for
 from app.services.clock import local_date
 from app.services.compliance import gap_public
@@ -107,6 +107,7 @@ async def responsibility(
         compliance=compliance_status(active=status != "ended", missing=len(missing)),
         missing=missing if status != "ended" else [],
         pairs=[pair_public(pair, as_of) for pair in pairs_then],
+        cost_decisions=await costs.in_force_for(session, client.id, as_of, stamp),
         pending_requests=[request_public(request, as_of) for request in pending],
     )
 

@@ -25,6 +25,7 @@ from app.models.client import (
 )
 from app.models.common import ResidenceOutside, SupportLevel
 from app.services import state
+from app.services.access import fully_involved
 from app.services.clock import today
 from app.services.compliance import gap_in_force, gap_public
 
@@ -65,7 +66,7 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
         await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(on)))
     ).all()
     base = summary(client, caller, periods, len(gaps))
-    full = caller.national or await _held_by(session, client.id, caller.region)
+    full = await fully_involved(session, caller, client.id)
     external: Iterable[ClientExternalId] = (
         await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)) if full else []
     )
@@ -81,16 +82,6 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
         created_at=client.created_at,
         updated_at=client.updated_at,
     )
-
-
-async def _held_by(session: AsyncSession, client_id: uuid.UUID, region: str | None) -> bool:
-    """The region holds or held a responsibility for the client (not merely an open request about it)."""
-    held = select(ResponsibilityPeriod.id).where(
-        ResponsibilityPeriod.client_id == client_id,
-        ResponsibilityPeriod.region == region,
-        col(ResponsibilityPeriod.retracted_at).is_(None),
-    )
-    return (await session.exec(held)).first() is not None
 
 
 async def summaries(session: AsyncSession, caller: Caller, clients: Sequence[Client]) -> list[ClientSummary]:

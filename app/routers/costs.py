@@ -1,0 +1,107 @@
+"""Cost-responsibility decisions: proposals, answers and the register (no PUT, PATCH or DELETE)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.db import session_scope
+from app.deps import CurrentCaller, Pagination, SessionDep
+from app.models.common import DecisionStatus, PageOut, ServiceType
+from app.models.cost import CostDecisionAgree, CostDecisionCreate, CostDecisionDispute, CostDecisionPublic, CostSummary
+from app.services import costs as service
+
+router = APIRouter(tags=["cost-decisions"])
+RegionQuery = Annotated[str, Query(pattern=r"^\d{2}$")]
+
+
+@router.post("/clients/{client_id}/cost-decisions", status_code=201)
+async def propose_decision(
+    client_id: uuid.UUID, data: CostDecisionCreate, session: SessionDep, caller: CurrentCaller
+) -> CostDecisionPublic:
+    """Propose who pays for a service; the counterparty region is asked to agree or dispute."""
+    return await service.propose(session, caller, client_id, data)
+
+
+@router.get("/clients/{client_id}/cost-decisions")
+async def client_decisions(
+    client_id: uuid.UUID,
+    session: SessionDep,
+    caller: CurrentCaller,
+    service_type: ServiceType | None = None,
+    as_of: dt.date | None = None,
+) -> PageOut[CostDecisionPublic]:
+    """The client's decisions, oldest first; with ``as_of`` only the agreed ones in force that day."""
+    items = await service.client_decisions(session, caller, client_id, service_type=service_type, as_of=as_of)
+    return PageOut(items=items, next_cursor=None)
+
+
+@router.get("/cost-decisions")
+async def list_decisions(
+    session: SessionDep,
+    caller: CurrentCaller,
+    page: Pagination,
+    payer_region: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
+    status: DecisionStatus | None = None,
+) -> PageOut[CostDecisionPublic]:
+    """Decisions the caller's region is a party to (payer, proposer or counterparty)."""
+    result = await service.list_decisions(session, caller, payer_region=payer_region, status=status, page=page)
+    return PageOut(items=result.items, next_cursor=result.next_cursor)
+
+
+@router.get("/cost-decisions/summary")
+async def decision_summary(session: SessionDep, caller: CurrentCaller, region: RegionQuery) -> CostSummary:
+    """Open disputes, proposals awaiting an answer, and what the region pays for today."""
+    return await service.summary(session, caller, region)
+
+
+@router.get(
+    "/cost-decisions/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+async def export_decisions(
+    request: Request,
+    caller: CurrentCaller,
+    payer_region: RegionQuery,
+    format: Literal["csv", "jsonl"] = "csv",
+) -> StreamingResponse:
+    """The region's register for its finance department, streamed (client id and birth year only)."""
+    service.check_export(caller, payer_region)
+
+    async def rows() -> AsyncIterator[str]:
+        async for session in session_scope(request.app.state.sessionmaker):
+            async for line in service.export(session, caller, payer_region, format):
+                yield line
+
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    filename = f"cost-decisions-{payer_region}.{format}"
+    return StreamingResponse(
+        rows(), media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@router.get("/cost-decisions/{decision_id}")
+async def get_decision(decision_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> CostDecisionPublic:
+    return await service.get_decision(session, caller, decision_id)
+
+
+@router.post("/cost-decisions/{decision_id}/agree")
+async def agree(
+    decision_id: uuid.UUID, data: CostDecisionAgree, session: SessionDep, caller: CurrentCaller
+) -> CostDecisionPublic:
+    """The counterparty's coordinator agrees; refused if an agreed decision would overlap."""
+    return await service.answer(session, caller, decision_id, DecisionStatus.agreed, data.note)
+
+
+@router.post("/cost-decisions/{decision_id}/dispute")
+async def dispute(
+    decision_id: uuid.UUID, data: CostDecisionDispute, session: SessionDep, caller: CurrentCaller
+) -> CostDecisionPublic:
+    """The counterparty's coordinator disputes, with a reason; a new decision may then supersede it."""
+    return await service.answer(session, caller, decision_id, DecisionStatus.disputed, data.reason)
