@@ -14,7 +14,7 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import current_caller
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from app.routers import assignments, clients, compliance, coordination, costs, health, pairs, regions, workers
+from app.routers import assignments, caseload, clients, compliance, coordination, costs, health, pairs, regions, workers
 from app.security import KeyStore
 
 API_VERSION = "1.0.0"
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     problems.install(app)
     app.include_router(health.router)
     protected = [Depends(current_caller)]
-    for module in (regions, workers, clients, assignments, compliance, coordination, pairs, costs):
+    for module in (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload):
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
     app.add_middleware(RequestIdMiddleware)

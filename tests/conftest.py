@@ -24,6 +24,7 @@ from sqlalchemy import text
 from app.config import Settings
 from app.main import create_app
 from app.migrate import upgrade
+from app.models.region import DEFAULT_CASELOAD_TARGETS, DEFAULT_CASELOAD_WEIGHTS
 from app.security import mint_token
 
 ISSUER, AUDIENCE, KID = "https://idp.test", "silta-test", "test-rsa-1"
@@ -127,7 +128,16 @@ async def _reset(app: Any, backend: str) -> None:
         else:
             for table in MUTABLE_TABLES:
                 await conn.execute(text(f"DELETE FROM {table}"))
-        await conn.execute(text("UPDATE region SET grace_days = 14, aftercare_end_age = 23"))
+        await conn.execute(text("DELETE FROM region_settings_version WHERE recorded_by <> 'migration 0005'"))
+        defaults = {"targets": json.dumps(DEFAULT_CASELOAD_TARGETS), "weights": json.dumps(DEFAULT_CASELOAD_WEIGHTS)}
+        cast = "CAST(:{} AS JSONB)" if backend == "postgresql" else ":{}"
+        await conn.execute(
+            text(
+                "UPDATE region SET grace_days = 14, aftercare_end_age = 23,"
+                f" caseload_targets = {cast.format('targets')}, caseload_weights = {cast.format('weights')}"
+            ),
+            defaults,
+        )
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from app.models.assignment import Assignment, ComplianceGap
 from app.models.audit import ChangeEvent
+from app.models.caseload import RegionSettingsVersion
 from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
 from app.models.cost import CostDecision, CostDecisionEvent
 from app.models.pair import WorkPair
@@ -20,6 +21,7 @@ __all__ = [
     "CostDecisionEvent",
     "Municipality",
     "Region",
+    "RegionSettingsVersion",
     "ResponsibilityPeriod",
     "WorkPair",
     "Worker",

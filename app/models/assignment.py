@@ -47,7 +47,9 @@ class Assignment(SQLModel, table=True):
 
 class AssignmentCreate(InputModel):
     responsibility: Responsibility
-    worker_id: uuid.UUID
+    worker_id: uuid.UUID | Literal["suggested"] = Field(
+        description='a worker of the caller\'s region, or "suggested": the eligible one with the most room'
+    )
     start_date: dt.date | None = None
 
 

@@ -19,6 +19,7 @@ from app.models.worker import Worker
 from app.services import state
 from app.services.access import client_for
 from app.services.audit import record_change, snapshot
+from app.services.caseload import suggested_worker
 from app.services.clock import today
 from app.services.compliance import reconcile
 from app.services.pairs import end_pairs_of
@@ -54,7 +55,10 @@ async def create_assignment(
     The worker row is locked (shared) before the client row, the order deactivation and role
     changes also take, so a worker cannot be deactivated or demoted half-way through.
     """
-    worker = (await session.exec(select(Worker).where(Worker.id == data.worker_id).with_for_update(read=True))).first()
+    worker_id = data.worker_id
+    if worker_id == "suggested":
+        worker_id = await _suggested(session, caller, client_id, data)
+    worker = (await session.exec(select(Worker).where(Worker.id == worker_id).with_for_update(read=True))).first()
     client = await client_for(session, caller, client_id, for_update=True)
     on = today()
     start = data.start_date or on
@@ -108,6 +112,17 @@ async def create_assignment(
     await reconcile(session, caller, client, cause="assigned")
     await session.commit()
     return assignment_public(assignment, worker)
+
+
+async def _suggested(session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: AssignmentCreate) -> uuid.UUID:
+    """The worker the caseload suggests in the region holding the responsibility on the start date."""
+    client = await client_for(session, caller, client_id)
+    periods = await state.periods_on(session, client.id, data.start_date or today())
+    region = periods[data.responsibility].region
+    if region is None or region != caller.writer_region():
+        raise NotResponsible(f"only region {region} may name the {data.responsibility} worker")
+    special = data.responsibility == ORGANISING and client.support_level == "special"
+    return await suggested_worker(session, region, role="social_worker" if special else None)
 
 
 async def _refuse_overlap(session: AsyncSession, client_id: uuid.UUID, responsibility: str, start: dt.date) -> None:

@@ -9,6 +9,7 @@ from app.domain import aftercare
 from app.domain import responsibility as rules
 from app.domain.access import Caller
 from app.errors import Conflict, NotFound, ValidationFailed
+from app.models.caseload import RegionSettingsVersion
 from app.models.client import Client, ResidenceIn, ResponsibilityPeriod
 from app.models.common import utcnow
 from app.models.region import (
@@ -102,6 +103,17 @@ async def update_settings(session: AsyncSession, caller: Caller, code: str, data
     session.add(region)
     if "aftercare_end_age" in changes:
         await _move_aftercare_ends(session, caller, region)
+    session.add(
+        RegionSettingsVersion(
+            region_code=region.code,
+            valid_from=today(),
+            grace_days=region.grace_days,
+            aftercare_end_age=region.aftercare_end_age,
+            caseload_targets=region.caseload_targets,
+            caseload_weights=region.caseload_weights,
+            recorded_by=caller.subject,
+        )
+    )
     record_change(session, caller, action="region.settings_updated", entity=region, client_id=None, before=before)
     await session.commit()
     return region_public(region)

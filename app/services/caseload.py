@@ -1,0 +1,421 @@
+"""Caseload: every worker's load against the region's targets, computed with aggregate SQL.
+
+The database counts (distinct clients per worker and support level, pairs per worker, gaps per
+region); Python only weighs those counts and summarises a few thousand per-worker rows. The
+number of statements per report is fixed, whatever the number of clients.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, or_, union_all
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain import caseload as rules
+from app.domain.access import ADMIN, AUDITOR, COORDINATOR, SYSTEM, Caller
+from app.errors import Forbidden, NotFound, Unprocessable
+from app.models.assignment import Assignment, ComplianceGap
+from app.models.caseload import (
+    CaseloadOverview,
+    CaseloadReport,
+    QueuedClient,
+    RegionOverview,
+    RegionSettingsVersion,
+    RoleStats,
+    Suggestion,
+    WorkerLoad,
+)
+from app.models.client import Client, ResponsibilityPeriod
+from app.models.common import PairStatus, WorkerRole
+from app.models.pair import WorkPair
+from app.models.region import Region
+from app.models.worker import Worker
+from app.services.clock import today
+from app.services.compliance import gap_in_force
+from app.services.pagination import PageParams, paginate
+
+ROLES = [role.value for role in WorkerRole]
+
+
+@dataclass
+class Settings:
+    targets: dict[str, int]
+    weights: dict[str, float]
+
+
+@dataclass
+class Load:
+    by_level: dict[str, int] = field(default_factory=dict)
+    pairs: int = 0
+
+    @property
+    def clients(self) -> int:
+        return sum(self.by_level.values())
+
+
+# --- what the database counts -------------------------------------------------------------------
+
+
+async def settings_on(session: AsyncSession, on: dt.date, region: str | None = None) -> dict[str, Settings]:
+    """Each region's targets and weights in force on ``on`` (one statement for all regions)."""
+    rows = await session.exec(
+        select(RegionSettingsVersion)
+        .where(col(RegionSettingsVersion.valid_from) <= on)
+        .where(*([RegionSettingsVersion.region_code == region] if region else []))
+        .order_by(col(RegionSettingsVersion.valid_from), col(RegionSettingsVersion.recorded_at))
+    )
+    latest: dict[str, Settings] = {}
+    for row in rows:  # ascending: the last one seen per region is the one in force
+        latest[row.region_code] = Settings(dict(row.caseload_targets), dict(row.caseload_weights))
+    return latest
+
+
+async def loads_on(session: AsyncSession, on: dt.date, region: str | None = None) -> dict[uuid.UUID, Load]:
+    """worker → distinct clients per support level and pairs in force on ``on`` (two statements)."""
+    named = (
+        select(Assignment.worker_id, Assignment.client_id, Client.support_level)
+        .join(Client, col(Client.id) == Assignment.client_id)
+        .where(
+            col(Assignment.retracted_at).is_(None),
+            col(Assignment.valid_from) <= on,
+            or_(col(Assignment.valid_to).is_(None), col(Assignment.valid_to) > on),
+            col(Client.aftercare_start) <= on,
+            col(Client.aftercare_end) >= on,
+        )
+        .where(*([Assignment.region == region] if region else []))
+        .distinct()
+        .subquery()
+    )
+    loads: dict[uuid.UUID, Load] = defaultdict(Load)
+    counted = await session.exec(
+        select(named.c.worker_id, named.c.support_level, func.count()).group_by(
+            named.c.worker_id, named.c.support_level
+        )
+    )
+    for worker_id, level, count in counted:
+        loads[worker_id].by_level[level] = count
+    in_force = (
+        col(WorkPair.valid_from).is_not(None),
+        col(WorkPair.valid_from) <= on,
+        col(WorkPair.status) != PairStatus.proposed,
+        or_(col(WorkPair.valid_to).is_(None), col(WorkPair.valid_to) > on),
+    )
+    members = union_all(
+        select(col(WorkPair.worker_1_id).label("worker_id")).where(*in_force),
+        select(col(WorkPair.worker_2_id).label("worker_id")).where(*in_force),
+    ).subquery()
+    for worker_id, count in await session.exec(select(members.c.worker_id, func.count()).group_by(members.c.worker_id)):
+        loads[worker_id].pairs = count
+    return loads
+
+
+def _worker_load(worker: Worker, load: Load, settings: Settings) -> WorkerLoad:
+    weighted = rules.weighted_load(load.by_level, settings.weights)
+    target = settings.targets.get(worker.role)
+    share = rules.utilisation(weighted, target)
+    return WorkerLoad(
+        worker_id=worker.id,
+        name=worker.name,
+        role=worker.role,
+        service=worker.service,
+        active=worker.active,
+        clients=load.clients,
+        clients_by_support_level=dict(sorted(load.by_level.items())),
+        active_pairs=load.pairs,
+        weighted_load=weighted,
+        target=target,
+        utilisation=share,
+        status=rules.status(share),
+    )
+
+
+def _role_stats(workers: list[WorkerLoad], clients_by_role: dict[str, int], settings: Settings) -> list[RoleStats]:
+    result = []
+    for role in ROLES:
+        mine = [worker for worker in workers if worker.role == role and worker.active]
+        if not mine:
+            continue
+        summary = rules.stats([worker.weighted_load for worker in mine])
+        result.append(
+            RoleStats(
+                role=role,
+                workers=summary.workers,
+                clients=clients_by_role.get(role, 0),
+                target=settings.targets.get(role),
+                mean_load=summary.mean,
+                median_load=summary.median,
+                min_load=summary.min,
+                max_load=summary.max,
+                spread=summary.spread,
+                over_target=sum(1 for worker in mine if worker.status == "red"),
+            )
+        )
+    return result
+
+
+async def _clients_by_role(session: AsyncSession, region: str, on: dt.date) -> dict[str, int]:
+    """Distinct clients served by the region's workers of each role (one statement)."""
+    rows = await session.exec(
+        select(Worker.role, func.count(func.distinct(Assignment.client_id)))
+        .join(Worker, col(Worker.id) == Assignment.worker_id)
+        .join(Client, col(Client.id) == Assignment.client_id)
+        .where(
+            Assignment.region == region,
+            col(Assignment.retracted_at).is_(None),
+            col(Assignment.valid_from) <= on,
+            or_(col(Assignment.valid_to).is_(None), col(Assignment.valid_to) > on),
+            col(Client.aftercare_start) <= on,
+            col(Client.aftercare_end) >= on,
+        )
+        .group_by(col(Worker.role))
+    )
+    return dict(rows.all())
+
+
+# --- reports --------------------------------------------------------------------------------------
+
+
+def _require_region_reader(caller: Caller, region: str) -> None:
+    caller.require(SYSTEM, COORDINATOR, AUDITOR)
+    if not caller.national and caller.region != region:
+        raise Forbidden("caseloads are shown to the region's own callers and national auditors")
+
+
+async def _region(session: AsyncSession, code: str) -> Region:
+    region = await session.get(Region, code)
+    if region is None or not region.organiser:
+        raise NotFound(f"region {code} not found", code="region_not_found")
+    return region
+
+
+async def worker_loads(session: AsyncSession, region: str, on: dt.date, settings: Settings) -> list[WorkerLoad]:
+    """The region's active workers, and any other of its workers still named on ``on``."""
+    loads = await loads_on(session, on, region)
+    workers = await session.exec(
+        select(Worker)
+        .where(Worker.region == region, or_(col(Worker.active).is_(True), col(Worker.id).in_(list(loads))))
+        .order_by(col(Worker.name), col(Worker.id))
+    )
+    return [_worker_load(worker, loads.get(worker.id, Load()), settings) for worker in workers]
+
+
+async def region_caseload(
+    session: AsyncSession, caller: Caller, code: str, *, as_of: dt.date | None, page: PageParams
+) -> CaseloadReport:
+    """Per worker, per role, and the queue of clients still missing a named worker."""
+    _require_region_reader(caller, code)
+    await _region(session, code)
+    on = as_of or today()
+    settings = (await settings_on(session, on, code))[code]
+    workers = await worker_loads(session, code, on, settings)
+    queue_query = select(ComplianceGap).where(ComplianceGap.region == code, gap_in_force(on))
+    queue = await paginate(
+        session,
+        queue_query,
+        keys=[col(ComplianceGap.since), col(ComplianceGap.id)],
+        key_of=lambda gap: (gap.since.isoformat(), gap.id),
+        parse=[dt.date.fromisoformat, uuid.UUID],
+        page=page,
+    )
+    total = (
+        await session.exec(
+            select(func.count()).select_from(ComplianceGap).where(ComplianceGap.region == code, gap_in_force(on))
+        )
+    ).one()
+    return CaseloadReport(
+        region=code,
+        as_of=on,
+        targets=settings.targets,
+        weights=settings.weights,
+        workers=workers,
+        roles=_role_stats(workers, await _clients_by_role(session, code, on), settings),
+        queue=[
+            QueuedClient(
+                client_id=gap.client_id,
+                responsibility=gap.responsibility,
+                since=gap.since,
+                due=gap.due,
+                overdue=gap.due < on,
+            )
+            for gap in queue.items
+        ],
+        queue_total=total,
+        queue_next_cursor=queue.next_cursor,
+    )
+
+
+async def suggestion(
+    session: AsyncSession, caller: Caller, code: str, *, role: str | None, service: str | None
+) -> Suggestion:
+    _require_region_reader(caller, code)
+    await _region(session, code)
+    on = today()
+    return Suggestion(region=code, as_of=on, worker=await suggest(session, code, on, role=role, service=service))
+
+
+async def suggest(
+    session: AsyncSession, region: str, on: dt.date, *, role: str | None, service: str | None
+) -> WorkerLoad | None:
+    """The eligible active worker with the most room (see ``rules.most_room`` for ties)."""
+    settings = (await settings_on(session, on, region))[region]
+    eligible = [
+        worker
+        for worker in await worker_loads(session, region, on, settings)
+        if worker.active and (role is None or worker.role == role) and (service is None or worker.service == service)
+    ]
+    best = rules.most_room(
+        rules.Candidate(worker.worker_id, worker.weighted_load, worker.clients, worker.target) for worker in eligible
+    )
+    return next((worker for worker in eligible if best and worker.worker_id == best.worker_id), None)
+
+
+async def suggested_worker(session: AsyncSession, region: str, *, role: str | None) -> uuid.UUID:
+    """For ``worker_id: "suggested"`` in an assignment: an aftercare worker with the most room."""
+    found = await suggest(session, region, today(), role=role, service="aftercare")
+    if found is None:
+        raise Unprocessable(f"region {region} has no eligible active worker to suggest", code="no_suggestion")
+    return found.worker_id
+
+
+async def overview(session: AsyncSession, caller: Caller) -> CaseloadOverview:
+    """Every region side by side, for national management: counts and loads, no personal data."""
+    caller.require(COORDINATOR, AUDITOR, ADMIN)
+    on = today()
+    regions = (
+        await session.exec(select(Region).where(col(Region.organiser).is_(True)).order_by(col(Region.code)))
+    ).all()
+    settings = await settings_on(session, on)
+    loads = await loads_on(session, on)
+    workers = (
+        await session.exec(select(Worker.id, Worker.region, Worker.role).where(col(Worker.active).is_(True)))
+    ).all()
+    organised = {
+        region: count
+        for region, count in (
+            await session.exec(
+                select(ResponsibilityPeriod.region, func.count(func.distinct(ResponsibilityPeriod.client_id)))
+                .join(Client, col(Client.id) == ResponsibilityPeriod.client_id)
+                .where(
+                    ResponsibilityPeriod.responsibility == "organising",
+                    col(ResponsibilityPeriod.retracted_at).is_(None),
+                    col(ResponsibilityPeriod.valid_from) <= on,
+                    or_(col(ResponsibilityPeriod.valid_to).is_(None), col(ResponsibilityPeriod.valid_to) > on),
+                    col(Client.aftercare_start) <= on,
+                    col(Client.aftercare_end) >= on,
+                )
+                .group_by(col(ResponsibilityPeriod.region))
+            )
+        ).all()
+        if region is not None
+    }
+    gaps: dict[str, tuple[int, int]] = {
+        region: (open_, overdue or 0)
+        for region, open_, overdue in await session.exec(
+            select(
+                ComplianceGap.region,
+                func.count(),
+                func.sum(case((col(ComplianceGap.due) < on, 1), else_=0)),
+            )
+            .join(Client, col(Client.id) == ComplianceGap.client_id)
+            .where(gap_in_force(on), col(Client.aftercare_end) >= on)
+            .group_by(col(ComplianceGap.region))
+        )
+    }
+    per_region: dict[str, list[tuple[str, Load]]] = defaultdict(list)
+    for worker_id, region, role in workers:
+        per_region[region].append((role, loads.get(worker_id, Load())))
+    return CaseloadOverview(
+        as_of=on,
+        regions=[
+            _region_overview(region, per_region.get(region.code, []), settings[region.code], organised, gaps)
+            for region in regions
+        ],
+    )
+
+
+def _region_overview(
+    region: Region,
+    workers: list[tuple[str, Load]],
+    settings: Settings,
+    organised: dict[str, int],
+    gaps: dict[str, tuple[int, int]],
+) -> RegionOverview:
+    weighted = [(role, rules.weighted_load(load.by_level, settings.weights)) for role, load in workers]
+    summary = rules.stats([load for _, load in weighted])
+    by_role: dict[str, int] = defaultdict(int)
+    for role, _ in workers:
+        by_role[role] += 1
+    over = sum(
+        1 for role, load in weighted if rules.status(rules.utilisation(load, settings.targets.get(role))) == "red"
+    )
+    open_gaps, overdue = gaps.get(region.code, (0, 0))
+    return RegionOverview(
+        region=region.code,
+        name_fi=region.name_fi,
+        clients=organised.get(region.code, 0),
+        workers_by_role=dict(sorted(by_role.items())),
+        mean_load=summary.mean,
+        spread=summary.spread,
+        workers_over_target=over,
+        open_gaps=open_gaps,
+        overdue_gaps=overdue,
+    )
+
+
+CSV_FIELDS = [
+    "worker_id",
+    "name",
+    "role",
+    "service",
+    "active",
+    "clients",
+    "standard",
+    "enhanced",
+    "special",
+    "active_pairs",
+    "weighted_load",
+    "target",
+    "utilisation",
+    "status",
+]
+
+
+async def caseload_csv(session: AsyncSession, caller: Caller, code: str, as_of: dt.date | None) -> str:
+    """The region's per-worker caseload as CSV (a header, then one line per worker)."""
+    _require_region_reader(caller, code)
+    await _region(session, code)
+    on = as_of or today()
+    settings = (await settings_on(session, on, code))[code]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for worker in await worker_loads(session, code, on, settings):
+        levels = worker.clients_by_support_level
+        share = worker.utilisation.quantize(Decimal("0.001")) if worker.utilisation is not None else None
+        values: list[Any] = [
+            worker.worker_id,
+            worker.name,
+            worker.role,
+            worker.service,
+            worker.active,
+            worker.clients,
+            levels.get("standard", 0),
+            levels.get("enhanced", 0),
+            levels.get("special", 0),
+            worker.active_pairs,
+            worker.weighted_load,
+            worker.target,
+            share,
+            worker.status,
+        ]
+        writer.writerow(["" if value is None else value for value in values])
+    return buffer.getvalue()
