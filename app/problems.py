@@ -78,7 +78,16 @@ async def _unstorable_value(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "invalid_value", "A value cannot be stored", "a value is out of range or not storable")
 
 
+RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock detected: the client may simply retry
+
+
 async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+    original = getattr(exc, "orig", None)
+    if (getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)) in RETRYABLE:
+        log.warning("concurrent update refused by the database: %s", type(exc).__name__)
+        response = problem(409, "concurrent_update", "A concurrent change got in the way; retry the request")
+        response.headers["Retry-After"] = "1"
+        return response
     log.error("database unavailable: %s", type(exc).__name__)
     return problem(503, "unavailable", "Service temporarily unavailable")
 

@@ -56,7 +56,7 @@ async def fully_involved(session: AsyncSession, caller: Caller, client_id: uuid.
 
 
 def readable(caller: Caller) -> ColumnElement[bool]:
-    """SQL condition for the clients this caller may read (403 for roles that read none)."""
+    """SQL condition for the clients this caller may see at all (403 for roles that read none)."""
     caller.require(SYSTEM, COORDINATOR, AUDITOR)
     if caller.national:
         return true()
@@ -64,11 +64,35 @@ def readable(caller: Caller) -> ColumnElement[bool]:
     return involved(caller.region)
 
 
+def fully_readable(caller: Caller) -> ColumnElement[bool]:
+    """SQL condition for the clients this caller sees whole: held or formerly held by its region.
+
+    A region that is only asked about a client (an open coordination request) sees the minimal
+    view (``views.client_public``) and nothing else: no history, workers, assignments or pairs.
+    """
+    caller.require(SYSTEM, COORDINATOR, AUDITOR)
+    if caller.national:
+        return true()
+    assert caller.region is not None
+    return held(caller.region)
+
+
 async def client_for(
-    session: AsyncSession, caller: Caller, client_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession,
+    caller: Caller,
+    client_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    full: bool | None = None,
 ) -> Client:
-    """The client if the caller may see it, else 404; ``for_update`` locks the row for a write."""
-    statement: Any = select(Client).where(Client.id == client_id, readable(caller))
+    """The client if the caller may see it, else 404; ``for_update`` locks the row for a write.
+
+    Reads need full involvement (``full``, the default for reads); writes accept any visible
+    client and leave the rule of who may change what to the service (403 ``not_responsible``).
+    """
+    whole = (not for_update) if full is None else full
+    condition = fully_readable(caller) if whole else readable(caller)
+    statement: Any = select(Client).where(Client.id == client_id, condition)
     if for_update:
         caller.writer_region()
         statement = statement.with_for_update()

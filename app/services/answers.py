@@ -62,7 +62,7 @@ async def _carry_out(
     if request.kind == RequestKind.confirm_pair and request.pair_id is not None:
         pair = await session.get_one(WorkPair, request.pair_id)
         if action == "accept":
-            pairs.activate(session, caller, pair, today())
+            await pairs.activate(session, caller, pair, today())
         else:
             reason = note or f"confirmation {OUTCOME[action]}"
             await pairs.finish(session, caller, pair, end=today(), reason=reason, answered=request.id)

@@ -32,7 +32,7 @@ from app.models.client import (
 from app.models.common import RequestKind, RequestStatus, utcnow
 from app.models.worker import Worker
 from app.services import state
-from app.services.access import client_for, readable
+from app.services.access import client_for, fully_readable, readable
 from app.services.assignments import close_assignment
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
@@ -120,14 +120,18 @@ def _add_external_ids(session: AsyncSession, client_id: uuid.UUID, ids: list[Ext
 
 
 async def get_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> ClientPublic:
-    return await client_public(session, caller, await client_for(session, caller, client_id))
+    return await client_public(session, caller, await client_for(session, caller, client_id, full=False))
 
 
 async def search_clients(
     session: AsyncSession, caller: Caller, query: ClientSearch, *, settings: Settings
 ) -> list[ClientPublic]:
-    """Find a client by identity code or by a source system's id (never in a URL)."""
-    statement = select(Client).where(readable(caller))
+    """Find a client by identity code or by a source system's id (never in a URL).
+
+    Only clients the caller's region holds or held are found: a region that is merely asked
+    about a client must not be able to confirm whose identity code or external id it is.
+    """
+    statement = select(Client).where(fully_readable(caller))
     if query.personal_id and not (query.system or query.external_id):
         code = parse_personal_id(query.personal_id, accept_temporary=True).code
         statement = statement.where(Client.personal_id == code)

@@ -23,9 +23,9 @@ from app.models.client import (
     ResponsibilityPublic,
     TimelineEntry,
 )
-from app.models.common import ResidenceOutside, utcnow
+from app.models.common import RequestStatus, ResidenceOutside, utcnow
 from app.models.pair import WorkPair
-from app.models.request import CoordinationRequest
+from app.models.request import CoordinationRequest, CoordinationRequestPublic
 from app.models.worker import Worker
 from app.services import costs, pairs, state
 from app.services.access import client_for
@@ -106,10 +106,19 @@ async def responsibility(
         residence=held(RESIDENCE) if status != "ended" else None,
         compliance=compliance_status(active=status != "ended", missing=len(missing)),
         missing=missing if status != "ended" else [],
-        pairs=[pair_public(pair, as_of) for pair in pairs_then],
+        pairs=[pair_public(pair, as_of, stamp) for pair in pairs_then],
         cost_decisions=await costs.in_force_for(session, client.id, as_of, stamp),
-        pending_requests=[request_public(request, as_of) for request in pending],
+        pending_requests=[_as_then(request_public(request, as_of), stamp) for request in pending],
     )
+
+
+def _as_then(public: CoordinationRequestPublic, stamp: dt.datetime) -> CoordinationRequestPublic:
+    """A request as it stood at ``stamp``: an answer given later is not shown."""
+    if public.answered_at is not None and public.answered_at > stamp:
+        return public.model_copy(
+            update={"status": RequestStatus.open, "answered_at": None, "answer_note": None, "assignment_id": None}
+        )
+    return public
 
 
 async def history(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> ClientHistory:

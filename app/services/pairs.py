@@ -6,12 +6,12 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import or_, true
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.domain.access import Caller
+from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
 from app.domain.responsibility import ORGANISING, RESIDENCE
 from app.errors import Conflict, NotFound, NotResponsible, Unprocessable
 from app.models.assignment import Assignment
@@ -21,7 +21,7 @@ from app.models.pair import PairCreate, PairEnd, PairPublic, WorkPair
 from app.models.request import CoordinationRequest
 from app.models.worker import Worker
 from app.services import state
-from app.services.access import client_for, readable
+from app.services.access import client_for, held
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
 from app.services.pagination import Page, PageParams, paginate
@@ -30,11 +30,14 @@ from app.services.requests import open_request, settle
 LIVE = (PairStatus.proposed, PairStatus.active)
 
 
-def pair_public(pair: WorkPair, on: dt.date | None = None) -> PairPublic:
-    """The pair as of ``on``: an ended pair whose end date is still ahead reads as active until then."""
+def pair_public(pair: WorkPair, on: dt.date | None = None, known_at: dt.datetime | None = None) -> PairPublic:
+    """The pair as of ``on`` and as recorded at ``known_at``: an end still ahead reads as active,
+    an end recorded after ``known_at`` is not shown."""
     on = on or today()
-    status = pair.status
-    if status == PairStatus.ended and pair.valid_from is not None and pair.valid_to is not None and pair.valid_to > on:
+    status, end, reason = pair.status, pair.valid_to, pair.end_reason
+    if known_at is not None and pair.ended_at is not None and pair.ended_at > known_at:
+        status, end, reason = (PairStatus.active if pair.valid_from else PairStatus.proposed), None, None
+    if status == PairStatus.ended and pair.valid_from is not None and end is not None and end > on:
         status = PairStatus.active
     return PairPublic(
         id=pair.id,
@@ -47,8 +50,8 @@ def pair_public(pair: WorkPair, on: dt.date | None = None) -> PairPublic:
         confirm_region=pair.confirm_region,
         proposed_at=pair.proposed_at,
         start_date=pair.valid_from,
-        end_date=pair.valid_to,
-        end_reason=pair.end_reason,
+        end_date=end,
+        end_reason=reason,
         confirmed_at=pair.confirmed_at,
     )
 
@@ -171,14 +174,13 @@ async def _refuse_live_pair(
 
 
 async def _locked_pair(session: AsyncSession, caller: Caller, pair_id: uuid.UUID) -> WorkPair:
-    """The pair, with its client row and then its own row locked; 404 unless the client is visible."""
+    """The pair, its client row and then its own row locked; 404 unless the caller's region is one
+    of its two sides (a cross-service side need not be involved with the client otherwise)."""
+    region = caller.writer_region()
     pair = await session.get(WorkPair, pair_id)
-    if pair is None:
+    if pair is None or region not in {pair.proposed_by_region, pair.confirm_region}:
         raise NotFound("pair not found", code="pair_not_found")
-    try:
-        await client_for(session, caller, pair.client_id, for_update=True)
-    except NotFound:
-        raise NotFound("pair not found", code="pair_not_found") from None
+    (await session.exec(select(Client.id).where(Client.id == pair.client_id).with_for_update())).one()
     pair = (await session.exec(select(WorkPair).where(WorkPair.id == pair_id).with_for_update())).one()
     await session.refresh(pair)
     return pair
@@ -189,32 +191,47 @@ async def confirm_pair(session: AsyncSession, caller: Caller, pair_id: uuid.UUID
     pair = await _locked_pair(session, caller, pair_id)
     caller.require_coordinator_of(pair.confirm_region)
     on = today()
-    activate(session, caller, pair, on)
+    await activate(session, caller, pair, on)
     for request in await _confirm_requests(session, pair):
         settle(session, caller, request, RequestStatus.accepted, note="pair confirmed")
     await session.commit()
     return pair_public(pair, on)
 
 
-def activate(session: AsyncSession, caller: Caller, pair: WorkPair, on: dt.date) -> None:
+async def activate(session: AsyncSession, caller: Caller, pair: WorkPair, on: dt.date) -> None:
+    """Proposed → active from ``on``; an end already recorded for a linked assignment (an announced
+    move, a planned end) becomes the pair's end too."""
     if pair.status != PairStatus.proposed:
         raise Conflict(f"the pair is {pair.status}, not proposed", code="pair_not_proposed")
     before = snapshot(pair)
     pair.status, pair.valid_from = PairStatus.active, on
     pair.confirmed_at, pair.confirmed_by = utcnow(), caller.subject
     pair.version += 1
+    linked = [a for a in (pair.assignment_1_id, pair.assignment_2_id) if a is not None]
+    ends = [
+        assignment.valid_to
+        for assignment in await session.exec(select(Assignment).where(col(Assignment.id).in_(linked)))
+        if assignment.valid_to is not None
+    ]
+    if ends:
+        if min(ends) <= on:
+            raise Conflict("a worker of the pair no longer holds the assignment", code="pair_stale")
+        pair.status, pair.valid_to, pair.ended_at, pair.end_reason = (
+            PairStatus.ended,
+            min(ends),
+            pair.confirmed_at,
+            "assignment ends",
+        )
     session.add(pair)
     record_change(session, caller, action="pair.confirmed", entity=pair, client_id=pair.client_id, before=before)
 
 
 async def end_pair(session: AsyncSession, caller: Caller, pair_id: uuid.UUID, data: PairEnd) -> PairPublic:
     """Either side ends (or withdraws) the pair today."""
-    pair = await _locked_pair(session, caller, pair_id)
-    if caller.writer_region() not in {pair.proposed_by_region, pair.confirm_region}:
-        raise NotResponsible("only the two sides of the pair end it")
-    if pair.status == PairStatus.ended:
-        raise Conflict("the pair has already ended", code="pair_ended")
+    pair = await _locked_pair(session, caller, pair_id)  # 404 unless the caller's region is a side
     on = today()
+    if pair.status == PairStatus.ended and (pair.valid_to is None or pair.valid_to <= on):
+        raise Conflict("the pair has already ended", code="pair_ended")
     await finish(session, caller, pair, end=on, reason=data.reason)
     await session.commit()
     return pair_public(pair, on)
@@ -234,9 +251,8 @@ async def finish(
     ``answered`` is the confirmation request being answered right now, which its answer settles.
     """
     before = snapshot(pair)
-    if pair.status == PairStatus.active:
-        assert pair.valid_from is not None
-        pair.valid_to = max(end, pair.valid_from)
+    if pair.valid_from is not None:  # it was in force: it ends on ``end`` (or sooner than planned)
+        pair.valid_to = max(min(end, pair.valid_to or end), pair.valid_from)
     pair.status, pair.ended_at, pair.end_reason = PairStatus.ended, utcnow(), reason
     pair.version += 1
     session.add(pair)
@@ -269,7 +285,8 @@ async def end_pairs_of(
         link = or_(col(WorkPair.assignment_1_id) == assignment_id, col(WorkPair.assignment_2_id) == assignment_id)
     else:
         link = or_(col(WorkPair.worker_1_id) == worker_id, col(WorkPair.worker_2_id) == worker_id)
-    for pair in await session.exec(select(WorkPair).where(link, col(WorkPair.status).in_(LIVE))):
+    still = or_(col(WorkPair.status).in_(LIVE), col(WorkPair.valid_to) > end)  # live, or ending later than ``end``
+    for pair in await session.exec(select(WorkPair).where(link, still)):
         await finish(session, caller, pair, end=end, reason=reason)
 
 
@@ -282,6 +299,19 @@ async def client_pairs(session: AsyncSession, caller: Caller, client_id: uuid.UU
     return [pair_public(pair, on) for pair in rows]
 
 
+def _side_or_holder(caller: Caller) -> Any:
+    """SQL: pairs the caller sees: its region is a side of the pair, or holds or held the client."""
+    caller.require(SYSTEM, COORDINATOR, AUDITOR)
+    if caller.national:
+        return true()
+    assert caller.region is not None
+    return or_(
+        col(WorkPair.proposed_by_region) == caller.region,
+        col(WorkPair.confirm_region) == caller.region,
+        held(caller.region, WorkPair.client_id),
+    )
+
+
 async def worker_pairs(
     session: AsyncSession, caller: Caller, worker_id: uuid.UUID, *, page: PageParams
 ) -> Page[PairPublic]:
@@ -291,7 +321,9 @@ async def worker_pairs(
     statement: Any = (
         select(WorkPair)
         .join(Client, col(Client.id) == WorkPair.client_id)
-        .where(or_(col(WorkPair.worker_1_id) == worker_id, col(WorkPair.worker_2_id) == worker_id), readable(caller))
+        .where(
+            or_(col(WorkPair.worker_1_id) == worker_id, col(WorkPair.worker_2_id) == worker_id), _side_or_holder(caller)
+        )
     )
     result = await paginate(
         session,

@@ -74,7 +74,7 @@ async def move_client(session: AsyncSession, caller: Caller, client_id: uuid.UUI
                 kind=RequestKind.assign_residence_worker,
                 to_region=region,
                 from_region=periods[ORGANISING].region,  # the organising region needs the worker named
-                on=today(),
+                on=max(today(), data.effective_date),  # due a grace period after the move, not before it
                 details={"effective_date": str(data.effective_date)},
             )
     await reconcile(session, caller, client, cause="moved")
@@ -94,8 +94,14 @@ async def propose_organising_transfer(
     receiver = await state.region(session, data.to_region)
     if not receiver.organiser or receiver.code == organising.region:
         raise Unprocessable("to_region must be another organising region", code="invalid_transfer_region")
-    if not organising.valid_from < data.effective_date <= client.aftercare_end:
-        raise Unprocessable("effective_date must fall within the organising period", code="invalid_dates")
+    on = today()
+    if on > client.aftercare_end:
+        raise Unprocessable("the client's aftercare has ended", code="client_ended")
+    if not max(organising.valid_from + dt.timedelta(days=1), on) <= data.effective_date <= client.aftercare_end:
+        raise Unprocessable(
+            "effective_date must be today or later, after the organising period began and within aftercare",
+            code="invalid_dates",
+        )
     pending = (
         await session.exec(
             select(CoordinationRequest.id).where(
@@ -113,7 +119,7 @@ async def propose_organising_transfer(
         client,
         kind=RequestKind.accept_organising_transfer,
         to_region=receiver.code,
-        on=today(),
+        on=on,
         message=data.reason,
         details={"effective_date": data.effective_date.isoformat(), "reason": data.reason},
     )
@@ -172,4 +178,15 @@ async def transfer_organising(
         note="the organising responsibility moved",
         to_region=old.region,
     )
+    residence = (await state.open_periods(session, client.id)).get(RESIDENCE)
+    if residence is not None and residence.region == receiver.code:  # its organising worker now covers both
+        await settle_open(
+            session,
+            caller,
+            client.id,
+            kinds=[RequestKind.assign_residence_worker],
+            status=RequestStatus.cancelled,
+            note="the organising responsibility moved to the residence region",
+            to_region=receiver.code,
+        )
     await reconcile(session, caller, client, cause="organising_transferred")

@@ -30,12 +30,16 @@ from app.services.clock import today
 from app.services.compliance import gap_in_force, gap_public
 
 
-def summary(client: Client, caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int) -> ClientSummary:
-    """The list view of a client; the municipality of a protected address only for its region."""
+def summary(
+    client: Client, caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int, *, full: bool
+) -> ClientSummary:
+    """The list view of a client; the municipality only to regions that hold or held it (``full``),
+    and of a protected address only to the residence region."""
     on = today()
     residence = periods.get(RESIDENCE)
-    show_municipality = not client.address_protection or (
-        residence is not None and residence.region is not None and caller.region == residence.region
+    show_municipality = full and (
+        not client.address_protection
+        or (residence is not None and residence.region is not None and caller.region == residence.region)
     )
     status = aftercare.status(client.aftercare_start, client.aftercare_end, on)
     return ClientSummary(
@@ -65,13 +69,11 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
     gaps = (
         await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(on)))
     ).all()
-    base = summary(client, caller, periods, len(gaps))
     full = await fully_involved(session, caller, client.id)
+    base = summary(client, caller, periods, len(gaps), full=full)
     external: Iterable[ClientExternalId] = (
         await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)) if full else []
     )
-    if not full:
-        base.residence_municipality = None
     return ClientPublic(
         **base.model_dump(),
         access="full" if full else "request",
@@ -85,7 +87,7 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
 
 
 async def summaries(session: AsyncSession, caller: Caller, clients: Sequence[Client]) -> list[ClientSummary]:
-    """List views of many clients in two queries, whatever their number."""
+    """List views of many clients in three queries, whatever their number."""
     ids = [client.id for client in clients]
     running: dict[uuid.UUID, list[ResponsibilityPeriod]] = defaultdict(list)
     for row in await session.exec(state.running_periods(ids, today())):
@@ -97,4 +99,17 @@ async def summaries(session: AsyncSession, caller: Caller, clients: Sequence[Cli
         .group_by(col(ComplianceGap.client_id))
     )
     gaps = dict(counted.all())
-    return [summary(client, caller, periods[client.id], gaps.get(client.id, 0)) for client in clients]
+    held: set[uuid.UUID] = set(ids)
+    if not caller.national:
+        rows = await session.exec(
+            select(ResponsibilityPeriod.client_id).where(
+                col(ResponsibilityPeriod.client_id).in_(ids),
+                ResponsibilityPeriod.region == caller.region,
+                col(ResponsibilityPeriod.retracted_at).is_(None),
+            )
+        )
+        held = set(rows.all())
+    return [
+        summary(client, caller, periods[client.id], gaps.get(client.id, 0), full=client.id in held)
+        for client in clients
+    ]

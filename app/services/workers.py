@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,7 +14,8 @@ from app.domain.responsibility import ORGANISING, RESIDENCE
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.models.assignment import Assignment
 from app.models.client import Client
-from app.models.common import RequestKind, utcnow
+from app.models.common import PairStatus, RequestKind, utcnow
+from app.models.pair import WorkPair
 from app.models.worker import AffectedClient, Worker, WorkerCreate, WorkerPublic, WorkerUpdate, WorkerUpdated
 from app.services import state
 from app.services.assignments import close_assignment
@@ -151,8 +153,14 @@ async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Wor
             .order_by(col(Assignment.client_id), col(Assignment.valid_from))
         )
     ).all()
+    paired = await session.exec(
+        select(WorkPair.client_id).where(
+            or_(col(WorkPair.worker_1_id) == worker.id, col(WorkPair.worker_2_id) == worker.id),
+            or_(col(WorkPair.status).in_([PairStatus.proposed, PairStatus.active]), col(WorkPair.valid_to) > on),
+        )
+    )
     clients = {}
-    for client_id in sorted({assignment.client_id for assignment in rows}):
+    for client_id in sorted({assignment.client_id for assignment in rows} | set(paired.all())):
         clients[client_id] = (await session.exec(select(Client).where(Client.id == client_id).with_for_update())).one()
     affected = []
     for assignment in rows:
@@ -165,7 +173,7 @@ async def _end_assignments_of(session: AsyncSession, caller: Caller, worker: Wor
             )
         )
     await end_pairs_of(session, caller, end=on, reason="worker deactivated", worker_id=worker.id)
-    for client in clients.values():
+    for client in (clients[client_id] for client_id in sorted({a.client_id for a in rows})):
         organising = (await state.periods_on(session, client.id, on))[ORGANISING].region
         if organising and any(a.client_id == client.id and a.responsibility == RESIDENCE for a in rows):
             await open_request(

@@ -183,8 +183,11 @@ async def test_a_cross_service_pair_joins_a_named_worker_with_another_service(ap
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "active"
     mine = (await api.get(f"/v1/workers/{s['d19']['id']}/pairs", headers=sys(auth, "08"))).json()["items"]
     assert [p["id"] for p in mine] == [pair["id"]]
-    # once the request is settled, 19 is no longer involved and sees neither the client nor the pair
-    assert (await api.get(f"/v1/workers/{s['d19']['id']}/pairs", headers=sys(auth, "19"))).json()["items"] == []
+    # once the request is settled 19 no longer sees the client, but it still sees (and may end) its side of the pair
+    assert (await api.get(f"/v1/clients/{s['client']['id']}", headers=sys(auth, "19"))).status_code == 404
+    theirs = (await api.get(f"/v1/workers/{s['d19']['id']}/pairs", headers=sys(auth, "19"))).json()["items"]
+    assert [p["id"] for p in theirs] == [pair["id"]]
+    assert (await api.get(f"/v1/workers/{s['d19']['id']}/pairs", headers=sys(auth, "02"))).json()["items"] == []
     # the same two workers again, or a worker of the same service, are refused
     twice = await propose(api, sys(auth, "08"), s["client"]["id"], [s["w08"], s["d19"]], kind="cross_service")
     assert twice.status_code == 409 and twice.json()["code"] == "pair_exists"
