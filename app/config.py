@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     accept_temporary_ids: bool = False
     default_grace_days: int = 14
 
+    audit_key_file: Path | None = None
+    audit_seal_seconds: float = 2.0
+    audit_access_log: bool = True
+
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
         if self.env == "production":
@@ -44,6 +48,7 @@ class Settings(BaseSettings):
                     ("SILTA_JWT_AUDIENCE", self.jwt_audience),
                     ("SILTA_JWKS_FILE or SILTA_JWKS_URL", self.jwks_file or self.jwks_url),
                     ("SILTA_DATABASE_URL", self.database_url),
+                    ("SILTA_AUDIT_KEY_FILE", self.audit_key_file),
                 )
                 if not value
             ]
@@ -51,6 +56,8 @@ class Settings(BaseSettings):
                 raise ValueError("production settings need " + ", ".join(missing))
             if self.jwt_issuer == DEV_ISSUER:
                 raise ValueError("production must not use the development issuer")
+            if not self.audit_access_log:
+                raise ValueError("production must keep the access log (SILTA_AUDIT_ACCESS_LOG)")
         if not 0 <= self.jwt_leeway_seconds <= 30:
             raise ValueError("SILTA_JWT_LEEWAY_SECONDS must be between 0 and 30")
         return self
@@ -59,6 +66,11 @@ class Settings(BaseSettings):
     def uses_dev_key(self) -> bool:
         """True when Silta signs its own development tokens (embedded default)."""
         return not (self.jwks_file or self.jwks_url)
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The audit key (EC P-256): signs checkpoints and keys the entries' MACs."""
+        return self.audit_key_file or self.data_dir / "audit-key.pem"
 
     @property
     def issuer(self) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -11,9 +12,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import session_scope
-from app.domain.access import Caller
-from app.errors import Unauthorized
+from app.domain.access import PURPOSES, Caller, default_purpose
+from app.errors import Unauthorized, ValidationFailed
 from app.security import verify_token
+from app.services.audit import record_access
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageParams
 
 bearer = HTTPBearer(auto_error=False, description="JWT from the deployment's identity provider")
@@ -36,12 +38,17 @@ async def current_caller(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized()
     claims = await verify_token(credentials.credentials, request.app.state.keys, request.app.state.settings)
+    roles = frozenset(claims.roles)
+    purpose = request.headers.get("x-purpose-of-use") or default_purpose(roles)
+    if purpose not in PURPOSES:
+        raise ValidationFailed(f"X-Purpose-Of-Use must be one of: {', '.join(sorted(PURPOSES))}")
     return Caller(
         subject=claims.sub,
-        roles=frozenset(claims.roles),
+        roles=roles,
         region=claims.region,
         client_system=claims.client_system,
         request_id=request.scope.get("state", {}).get("request_id"),
+        purpose=purpose,
     )
 
 
@@ -52,7 +59,34 @@ def page_params(
     return PageParams(limit=limit, cursor=cursor)
 
 
+class AccessLog:
+    """What a route that answers with personal data calls before it returns: who saw which clients."""
+
+    def __init__(self, request: Request, session: AsyncSession, caller: Caller) -> None:
+        self.request, self.session, self.caller = request, session, caller
+
+    async def record(self, client_ids: Iterable[uuid.UUID]) -> None:
+        route = self.request.scope.get("route")
+        await record_access(
+            self.session,
+            self.caller,
+            method=self.request.method,
+            endpoint=getattr(route, "path", self.request.url.path),
+            client_ids=client_ids,
+            enabled=self.request.app.state.settings.audit_access_log,
+        )
+
+
+def get_access_log(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session)],
+    caller: Annotated[Caller, Depends(current_caller)],
+) -> AccessLog:
+    return AccessLog(request, session, caller)
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 Pagination = Annotated[PageParams, Depends(page_params)]
+AccessLogDep = Annotated[AccessLog, Depends(get_access_log)]

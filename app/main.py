@@ -14,8 +14,22 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import current_caller
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from app.routers import assignments, caseload, clients, compliance, coordination, costs, health, pairs, regions, workers
-from app.security import KeyStore
+from app.routers import (
+    assignments,
+    audit,
+    caseload,
+    clients,
+    compliance,
+    coordination,
+    costs,
+    health,
+    pairs,
+    regions,
+    workers,
+)
+from app.security import KeyStore, ensure_ec_key
+from app.services import chain
+from app.services.audit import MAC_KEY, AuditedSession, mac_key_from
 
 API_VERSION = "1.0.0"
 
@@ -30,9 +44,13 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     settings = settings or get_settings()
     engine = make_engine(settings)
 
+    audit_pem = _audit_key(settings)
+    factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: mac_key_from(audit_pem)})
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with chain.running_sealer(factory, settings.audit_seal_seconds):
+            yield
         await engine.dispose()
 
     app = FastAPI(
@@ -44,16 +62,24 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = factory
+    app.state.audit_pem = audit_pem
     app.state.keys = KeyStore(settings, transport=jwks_transport)
     problems.install(app)
     app.include_router(health.router)
     protected = [Depends(current_caller)]
-    for module in (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload):
+    for module in (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload, audit):
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _audit_key(settings: Settings) -> bytes:
+    """The audit key: the configured file (which must exist), or one made in the data folder."""
+    if settings.audit_key_file is not None:
+        return settings.audit_key_file.read_bytes()
+    return ensure_ec_key(settings.audit_key_path).read_bytes()
 
 
 def __getattr__(name: str) -> FastAPI:

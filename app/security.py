@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from jose import jwk, jwt
+from jose import jwk, jws, jwt
 from jose.backends.base import Key
 from jose.exceptions import JOSEError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -154,9 +154,13 @@ async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenC
 
 def ensure_dev_key(data_dir: Path) -> Path:
     """The development signing key (EC P-256), created on first use in the data folder."""
-    path = data_dir / DEV_KEY_FILE
+    return ensure_ec_key(data_dir / DEV_KEY_FILE)
+
+
+def ensure_ec_key(path: Path) -> Path:
+    """An EC P-256 private key at ``path``, created (mode 0600) if it does not exist yet."""
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -167,12 +171,7 @@ def ensure_dev_key(data_dir: Path) -> Path:
 
 def dev_jwks(key_path: Path) -> dict[str, Any]:
     """The public half of the development key as a JWKS document."""
-    private = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    public = jwk.construct(public_pem, "ES256").to_dict()
-    return {"keys": [{**public, "kid": DEV_KID, "alg": "ES256", "use": "sig"}]}
+    return public_jwks(key_path.read_bytes(), DEV_KID)
 
 
 def mint_token(
@@ -212,3 +211,31 @@ def mint_dev_token(settings: Settings, **kwargs: Any) -> str:
     """A token signed with the development key of this data folder."""
     pem = ensure_dev_key(settings.data_dir).read_bytes()
     return mint_token(pem, kid=DEV_KID, algorithm="ES256", issuer=settings.issuer, audience=settings.audience, **kwargs)
+
+
+AUDIT_KID = "silta-audit"
+
+
+def public_jwks(private_pem: bytes, kid: str) -> dict[str, Any]:
+    """The public half of an EC private key as a JWKS document."""
+    private = serialization.load_pem_private_key(private_pem, password=None)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    public = jwk.construct(public_pem, "ES256").to_dict()
+    return {"keys": [{**public, "kid": kid, "alg": "ES256", "use": "sig"}]}
+
+
+def sign_checkpoint(private_pem: bytes, claims: dict[str, Any]) -> str:
+    """A compact JWS (ES256) over an audit checkpoint, verifiable with ``public_jwks``."""
+    return str(jws.sign(claims, private_pem.decode(), algorithm="ES256", headers={"kid": AUDIT_KID}))
+
+
+def read_checkpoint(private_pem: bytes, token: str) -> dict[str, Any] | None:
+    """The claims of a checkpoint this deployment signed, or None when the signature does not hold."""
+    key = public_jwks(private_pem, AUDIT_KID)["keys"][0]
+    try:
+        claims = json.loads(jws.verify(token, key, algorithms=["ES256"]))
+    except (JOSEError, ValueError, TypeError):
+        return None
+    return claims if isinstance(claims, dict) else None

@@ -743,6 +743,7 @@ def test_production_with_keys_builds_and_makes_no_dev_key(sec_no_env: pytest.Mon
         jwt_audience=AUD,
         database_url="postgresql://silta@db/silta",
         data_dir=tmp_path / "data",
+        audit_key_file=tmp_path / "audit-key.pem",
     )
     assert settings.env == "production"
     assert not settings.uses_dev_key
@@ -753,10 +754,34 @@ def test_production_with_keys_builds_and_makes_no_dev_key(sec_no_env: pytest.Mon
 
 def test_production_with_a_jwks_url_builds(sec_no_env: pytest.MonkeyPatch, tmp_path: Path):
     settings = Settings(
-        env="production", jwks_url=JWKS_URL, jwt_issuer=ISS, jwt_audience=AUD, database_url="sqlite:///x.db"
+        env="production",
+        jwks_url=JWKS_URL,
+        jwt_issuer=ISS,
+        jwt_audience=AUD,
+        database_url="sqlite:///x.db",
+        audit_key_file=tmp_path / "audit-key.pem",
     )
     assert settings.jwks_url == JWKS_URL
     assert not settings.uses_dev_key
+
+
+@pytest.mark.parametrize(
+    ("change", "needed"),
+    [({"audit_key_file": None}, "SILTA_AUDIT_KEY_FILE"), ({"audit_access_log": False}, "access log")],
+)
+def test_production_needs_the_audit_key_and_the_access_log(
+    sec_no_env: pytest.MonkeyPatch, tmp_path: Path, change: dict, needed: str
+):
+    complete = {
+        "env": "production",
+        "jwks_url": JWKS_URL,
+        "jwt_issuer": ISS,
+        "jwt_audience": AUD,
+        "database_url": "sqlite:///x.db",
+        "audit_key_file": tmp_path / "audit-key.pem",
+    }
+    with pytest.raises(ValidationError, match=needed):
+        Settings(**{**complete, **change})
 
 
 @pytest.mark.parametrize("leeway", [-1, 31, 300])

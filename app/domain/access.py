@@ -7,6 +7,14 @@ from dataclasses import dataclass
 from app.errors import Forbidden
 
 SYSTEM, COORDINATOR, AUDITOR, ADMIN = "system", "coordinator", "auditor", "admin"
+PURPOSES = frozenset({"care", "coordination", "audit", "client_request", "statistics"})
+
+
+def default_purpose(roles: frozenset[str]) -> str:
+    """The purpose of use when the caller states none (API.md: ``X-Purpose-Of-Use``)."""
+    return "coordination" if roles & {SYSTEM, COORDINATOR} else "audit"
+
+
 CLIENT_WRITERS = frozenset({SYSTEM, COORDINATOR})
 CLIENT_READERS = frozenset({SYSTEM, COORDINATOR, AUDITOR})
 
@@ -20,6 +28,7 @@ class Caller:
     region: str | None
     client_system: str | None = None
     request_id: str | None = None
+    purpose: str = "coordination"
 
     def has(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))

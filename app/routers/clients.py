@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from app.deps import CurrentCaller, Pagination, SessionDep, SettingsDep
+from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep, SettingsDep
 from app.models.client import (
     ClientCreate,
     ClientEnd,
@@ -43,27 +43,35 @@ async def list_clients(
     session: SessionDep,
     caller: CurrentCaller,
     page: Pagination,
+    log: AccessLogDep,
     region: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
     status: Literal["active", "ended", "upcoming"] | None = None,
     compliance: Literal["ok", "gap", "overdue"] | None = None,
 ) -> PageOut[ClientSummary]:
     """Clients the caller's region is involved in."""
     result = await service.list_clients(session, caller, region=region, status=status, compliance=compliance, page=page)
+    await log.record(client.id for client in result.items)
     return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.post("/clients/search")
 async def search_clients(
-    query: ClientSearch, session: SessionDep, caller: CurrentCaller, settings: SettingsDep
+    query: ClientSearch, session: SessionDep, caller: CurrentCaller, settings: SettingsDep, log: AccessLogDep
 ) -> PageOut[ClientPublic]:
     """Find a client by identity code or by a source system's id."""
-    return PageOut(items=await service.search_clients(session, caller, query, settings=settings), next_cursor=None)
+    found = await service.search_clients(session, caller, query, settings=settings)
+    await log.record(client.id for client in found)
+    return PageOut(items=found, next_cursor=None)
 
 
 @router.get("/clients/{client_id}")
-async def get_client(client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> ClientPublic:
+async def get_client(
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+) -> ClientPublic:
     """One client."""
-    return await service.get_client(session, caller, client_id)
+    client = await service.get_client(session, caller, client_id)
+    await log.record([client.id])
+    return client
 
 
 @router.patch("/clients/{client_id}")
@@ -101,16 +109,23 @@ async def get_responsibility(
     client_id: uuid.UUID,
     session: SessionDep,
     caller: CurrentCaller,
+    log: AccessLogDep,
     as_of: dt.date | None = None,
     known_at: dt.datetime | None = None,
 ) -> ResponsibilityPublic:
     """Who was responsible and who was named on ``as_of``, as recorded at ``known_at``."""
     if known_at is not None and known_at.tzinfo is None:
         known_at = known_at.replace(tzinfo=dt.UTC)
-    return await history.responsibility(session, caller, client_id, as_of=as_of or today(), known_at=known_at)
+    answer = await history.responsibility(session, caller, client_id, as_of=as_of or today(), known_at=known_at)
+    await log.record([client_id])
+    return answer
 
 
 @router.get("/clients/{client_id}/history")
-async def get_history(client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> ClientHistory:
+async def get_history(
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+) -> ClientHistory:
     """The client's whole timeline, oldest first."""
-    return await history.history(session, caller, client_id)
+    timeline = await history.history(session, caller, client_id)
+    await log.record([client_id])
+    return timeline

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.assignment import CompliancePublic, GapPublic
 from app.models.common import PageOut
 from app.services import compliance as service
@@ -19,10 +19,12 @@ router = APIRouter(tags=["compliance"])
 
 @router.get("/clients/{client_id}/compliance")
 async def get_compliance(
-    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, as_of: dt.date | None = None
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, as_of: dt.date | None = None
 ) -> CompliancePublic:
     """Whether the client has both named workers it needs, and what is missing since when."""
-    return await service.client_compliance(session, caller, client_id, as_of=as_of or today())
+    answer = await service.client_compliance(session, caller, client_id, as_of=as_of or today())
+    await log.record([client_id])
+    return answer
 
 
 @router.get("/compliance/gaps")

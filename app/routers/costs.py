@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.db import session_scope
-from app.deps import CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.common import DecisionStatus, PageOut, ServiceType
 from app.models.cost import CostDecisionAgree, CostDecisionCreate, CostDecisionDispute, CostDecisionPublic, CostSummary
 from app.services import costs as service
@@ -33,11 +33,13 @@ async def client_decisions(
     client_id: uuid.UUID,
     session: SessionDep,
     caller: CurrentCaller,
+    log: AccessLogDep,
     service_type: ServiceType | None = None,
     as_of: dt.date | None = None,
 ) -> PageOut[CostDecisionPublic]:
     """The client's decisions, oldest first; with ``as_of`` only the agreed ones in force that day."""
     items = await service.client_decisions(session, caller, client_id, service_type=service_type, as_of=as_of)
+    await log.record([client_id])
     return PageOut(items=items, next_cursor=None)
 
 
@@ -67,12 +69,15 @@ async def decision_summary(session: SessionDep, caller: CurrentCaller, region: R
 )
 async def export_decisions(
     request: Request,
+    session: SessionDep,
     caller: CurrentCaller,
+    log: AccessLogDep,
     payer_region: RegionQuery,
     format: Literal["csv", "jsonl"] = "csv",
 ) -> StreamingResponse:
     """The region's register for its finance department, streamed (client id and birth year only)."""
     service.check_export(caller, payer_region)
+    await log.record(await service.export_clients(session, payer_region))  # ends this transaction
 
     async def rows() -> AsyncIterator[str]:
         async for session in session_scope(request.app.state.sessionmaker):
@@ -87,8 +92,12 @@ async def export_decisions(
 
 
 @router.get("/cost-decisions/{decision_id}")
-async def get_decision(decision_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> CostDecisionPublic:
-    return await service.get_decision(session, caller, decision_id)
+async def get_decision(
+    decision_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+) -> CostDecisionPublic:
+    decision = await service.get_decision(session, caller, decision_id)
+    await log.record([decision.client_id])
+    return decision
 
 
 @router.post("/cost-decisions/{decision_id}/agree")

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from app.deps import CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.common import PageOut
 from app.models.pair import PairCreate, PairEnd, PairPublic
 from app.services import pairs as service
@@ -23,9 +23,13 @@ async def propose_pair(
 
 
 @router.get("/clients/{client_id}/pairs")
-async def client_pairs(client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> PageOut[PairPublic]:
+async def client_pairs(
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+) -> PageOut[PairPublic]:
     """Every pair of the client, oldest first."""
-    return PageOut(items=await service.client_pairs(session, caller, client_id), next_cursor=None)
+    items = await service.client_pairs(session, caller, client_id)
+    await log.record([client_id])
+    return PageOut(items=items, next_cursor=None)
 
 
 @router.get("/workers/{worker_id}/pairs")

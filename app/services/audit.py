@@ -1,18 +1,46 @@
-"""Change-log rows, added to the session of the change they describe."""
+"""Writing the audit logs: one change entry per write, access and disclosure entries per read.
+
+Changes: services call ``record_change`` for every entity they touch; the changes wait in the
+session and, when the transaction commits, become ONE change entry (with the list of changes
+and every client touched) written in that same transaction — so a write and its log entry
+commit together or not at all, and a rolled-back write leaves no entry.
+
+Accesses: routes that answer with a client's personal data call ``AccessLog.record`` with the
+clients in the answer; that writes one access entry, one index row per client and a disclosure
+entry for each client whose organising region is not the caller's — a fixed number of
+statements whatever the number of clients.
+
+Every entry carries a MAC (HMAC-SHA256 over its canonical JSON, keyed from the audit key) so
+that an entry forged without the key is detectable before it is sealed into the chain.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
+import json
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
-from sqlmodel import SQLModel
+from sqlalchemy import event, insert
+from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.access import Caller
-from app.models.audit import ChangeEvent
+from app.models.audit import AccessEntry, AccessEntryClient, ChangeEvent, ChangeEventClient, Disclosure
+from app.models.client import ResponsibilityPeriod
+from app.services.clock import today
 
 NEVER_LOGGED = frozenset({"personal_id"})
+PENDING, CALLER, MAC_KEY = "silta.changes", "silta.caller", "silta.mac_key"
+
+
+def mac_key_from(private_pem: bytes) -> bytes:
+    """The MAC key, derived from the audit key so that one secret protects both."""
+    return hashlib.sha256(b"silta-audit-mac\0" + private_pem).digest()
 
 
 def snapshot(row: SQLModel | BaseModel | None) -> dict[str, Any] | None:
@@ -20,6 +48,32 @@ def snapshot(row: SQLModel | BaseModel | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return row.model_dump(mode="json", exclude=set(NEVER_LOGGED), warnings=False)
+
+
+def canonical(row: SQLModel) -> str:
+    """The entry as it is MACed: every column but ``id`` and ``mac``, keys sorted, UTC timestamps."""
+    data = row.model_dump(mode="python", exclude={"id", "mac"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    return str(value)
+
+
+def entry_mac(key: bytes, log: str, row: SQLModel) -> str:
+    return hmac.new(key, f"{log}\n{canonical(row)}".encode(), hashlib.sha256).hexdigest()
+
+
+def mac_key(session: AsyncSession | Session) -> bytes:
+    key = session.info.get(MAC_KEY)
+    if not isinstance(key, bytes):
+        raise RuntimeError("the session has no audit MAC key (create sessions with db.make_sessionmaker)")
+    return key
+
+
+# --- changes ------------------------------------------------------------------------------------
 
 
 def record_change(
@@ -32,20 +86,139 @@ def record_change(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    """Add one change-log row; it commits (or not) with the change itself."""
+    """Note one changed entity; the transaction's commit writes them as one change entry."""
     entity_id = getattr(entity, "id", None) or getattr(entity, "code", None)
-    session.add(
-        ChangeEvent(
-            actor=caller.subject,
-            roles=",".join(sorted(caller.roles)),
-            actor_region=caller.region,
-            client_system=caller.client_system,
-            request_id=caller.request_id,
-            action=action,
-            entity_type=type(entity).__tablename__,  # type: ignore[arg-type]
-            entity_id=str(entity_id),
-            client_id=client_id,
-            before=before,
-            after=after if after is not None else snapshot(entity),
-        )
+    session.info.setdefault(PENDING, []).append(
+        {
+            "action": action,
+            "entity_type": type(entity).__tablename__,
+            "entity_id": str(entity_id),
+            "client_id": str(client_id) if client_id else None,
+            "before": before,
+            "after": after if after is not None else snapshot(entity),
+        }
     )
+    session.info.setdefault(CALLER, caller)
+
+
+class AuditedSession(Session):
+    """The ORM session of every request: its commit writes the pending change entry."""
+
+
+@event.listens_for(AuditedSession, "before_commit")
+def _write_change_entry(session: Session) -> None:
+    changes: list[dict[str, Any]] = session.info.pop(PENDING, [])
+    caller: Caller | None = session.info.pop(CALLER, None)
+    if not changes or caller is None:
+        return
+    first = changes[0]
+    clients = list(dict.fromkeys(change["client_id"] for change in changes if change["client_id"]))
+    entry = ChangeEvent(
+        actor=caller.subject,
+        roles=",".join(sorted(caller.roles)),
+        actor_region=caller.region,
+        client_system=caller.client_system,
+        request_id=caller.request_id,
+        action=first["action"],
+        entity_type=first["entity_type"],
+        entity_id=first["entity_id"],
+        client_id=uuid.UUID(clients[0]) if clients else None,
+        changes=changes,
+    )
+    entry.mac = entry_mac(mac_key(session), "change", entry)
+    session.add(entry)
+    session.flush()
+    if clients:
+        session.execute(
+            insert(ChangeEventClient),
+            [{"event_id": entry.id, "client_id": uuid.UUID(client)} for client in clients],
+        )
+
+
+@event.listens_for(AuditedSession, "after_rollback")
+def _forget_changes(session: Session) -> None:
+    session.info.pop(PENDING, None)
+    session.info.pop(CALLER, None)
+
+
+# --- accesses and disclosures ---------------------------------------------------------------------
+
+
+async def record_access(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    method: str,
+    endpoint: str,
+    client_ids: Iterable[uuid.UUID],
+    enabled: bool = True,
+) -> None:
+    """Log that ``caller`` was shown these clients' data, and the disclosures among them; commit.
+
+    Always ends the read's transaction, so a streamed answer can read in a session of its own.
+    """
+    ids = list(dict.fromkeys(client_ids))
+    if not ids or not enabled:
+        await session.commit()  # nothing to log: end the read's transaction all the same
+        return
+    key = mac_key(session)
+    entry = AccessEntry(
+        actor=caller.subject,
+        roles=",".join(sorted(caller.roles)),
+        actor_region=caller.region,
+        client_system=caller.client_system,
+        request_id=caller.request_id,
+        method=method,
+        endpoint=endpoint,
+        purpose=caller.purpose,
+        client_ids=[str(client_id) for client_id in ids],
+    )
+    entry.mac = entry_mac(key, "access", entry)
+    session.add(entry)
+    await session.flush()
+    await session.exec(insert(AccessEntryClient).values([{"entry_id": entry.id, "client_id": c} for c in ids]))
+    if caller.region is not None:
+        disclosures = []
+        for client_id, organiser in await _organisers(session, ids):
+            if organiser and organiser != caller.region:
+                disclosure = Disclosure(
+                    access_id=entry.id,  # type: ignore[arg-type]
+                    client_id=client_id,
+                    from_region=organiser,
+                    to_region=caller.region,
+                    basis=_basis(caller),
+                    purpose=caller.purpose,
+                    actor=caller.subject,
+                    request_id=caller.request_id,
+                )
+                disclosure.mac = entry_mac(key, "disclosure", disclosure)
+                disclosures.append(disclosure.model_dump(exclude={"id"}))
+        if disclosures:
+            await session.exec(insert(Disclosure).values(disclosures))
+    await session.commit()
+
+
+async def _organisers(session: AsyncSession, ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, str | None]]:
+    """Each client's organising region today (one statement)."""
+    on = today()
+    rows = await session.exec(
+        select(
+            col(ResponsibilityPeriod.client_id), col(ResponsibilityPeriod.region), col(ResponsibilityPeriod.valid_from)
+        )
+        .where(
+            col(ResponsibilityPeriod.client_id).in_(ids),
+            ResponsibilityPeriod.responsibility == "organising",
+            col(ResponsibilityPeriod.retracted_at).is_(None),
+            (col(ResponsibilityPeriod.valid_to).is_(None)) | (col(ResponsibilityPeriod.valid_to) > on),
+        )
+        .order_by(col(ResponsibilityPeriod.valid_from))
+    )
+    first: dict[uuid.UUID, str | None] = {}
+    for client_id, region, _ in rows:
+        first.setdefault(client_id, region)  # the period in force today, or the first one to come
+    return list(first.items())
+
+
+def _basis(caller: Caller) -> str:
+    """Why the region may see the data: its role in the client's care, and the stated purpose."""
+    return f"{'/'.join(sorted(caller.roles))} of region {caller.region}: {caller.purpose}"

@@ -270,6 +270,7 @@ async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID
     client.version += 1
     client.updated_at = utcnow()
     session.add(client)
+    record_change(session, caller, action="client.ended", entity=client, client_id=client.id, before=before)
     first_day_after = data.end_date + dt.timedelta(days=1)
     for assignment in await state.running_assignments(session, client.id, first_day_after):
         await close_assignment(session, caller, assignment, end=first_day_after, reason="aftercare_ended")
@@ -277,7 +278,6 @@ async def end_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID
         await settle_open(
             session, caller, client.id, kinds=list(RequestKind), status=RequestStatus.cancelled, note="aftercare ended"
         )
-    record_change(session, caller, action="client.ended", entity=client, client_id=client.id, before=before)
     await reconcile(session, caller, client, cause="aftercare_ended")
     await session.commit()
     return await client_public(session, caller, client)

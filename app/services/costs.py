@@ -492,6 +492,14 @@ def check_export(caller: Caller, payer_region: str) -> None:
         raise Forbidden("the caller's own region only")
 
 
+async def export_clients(session: AsyncSession, payer_region: str) -> list[uuid.UUID]:
+    """The clients an export of the region's register names (for its access-log entry)."""
+    rows = await session.exec(
+        select(CostDecision.client_id).where(CostDecision.payer_region == payer_region).distinct()
+    )
+    return list(rows.all())
+
+
 async def export(session: AsyncSession, caller: Caller, payer_region: str, fmt: str) -> AsyncIterator[str]:
     """The region's register as CSV or JSON lines, in batches (no identity codes: client id and birth year)."""
     if fmt == "csv":

@@ -52,6 +52,7 @@ async def paginate(
     key_of: Callable[[Any], Sequence[Any]],
     parse: Sequence[Callable[[str], Any]],
     page: PageParams,
+    descending: bool = False,
 ) -> Page[Any]:
     """One page of ``statement`` ordered by ``keys`` (unique together), after ``page.cursor``."""
     if page.cursor:
@@ -60,8 +61,10 @@ async def paginate(
             after = [convert(value) for convert, value in zip(parse, raw, strict=True)]
         except ValueError as exc:
             raise ValidationFailed("cursor is not valid", code="invalid_cursor") from exc
-        statement = statement.where(tuple_(*keys) > tuple_(*after))
-    rows = list((await session.exec(statement.order_by(*keys).limit(page.limit + 1))).all())
+        beyond = tuple_(*keys) < tuple_(*after) if descending else tuple_(*keys) > tuple_(*after)
+        statement = statement.where(beyond)
+    order = [key.desc() for key in keys] if descending else list(keys)
+    rows = list((await session.exec(statement.order_by(*order).limit(page.limit + 1))).all())
     more = len(rows) > page.limit
     items = rows[: page.limit]
     return Page(items=items, next_cursor=encode_cursor(key_of(items[-1])) if more and items else None)

@@ -101,8 +101,7 @@ async def update_settings(session: AsyncSession, caller: Caller, code: str, data
         setattr(region, field, value)
     region.updated_at = utcnow()
     session.add(region)
-    if "aftercare_end_age" in changes:
-        await _move_aftercare_ends(session, caller, region)
+
     session.add(
         RegionSettingsVersion(
             region_code=region.code,
@@ -115,6 +114,8 @@ async def update_settings(session: AsyncSession, caller: Caller, code: str, data
         )
     )
     record_change(session, caller, action="region.settings_updated", entity=region, client_id=None, before=before)
+    if "aftercare_end_age" in changes:
+        await _move_aftercare_ends(session, caller, region)
     await session.commit()
     return region_public(region)
 

@@ -110,10 +110,10 @@ async def update_worker(
     worker.version += 1
     worker.updated_at = utcnow()
     session.add(worker)
+    record_change(session, caller, action="worker.updated", entity=worker, client_id=None, before=before)
     affected: list[AffectedClient] = []
     if before and before["active"] and not worker.active:
         affected = await _end_assignments_of(session, caller, worker)
-    record_change(session, caller, action="worker.updated", entity=worker, client_id=None, before=before)
     await session.commit()
     return WorkerUpdated(**worker_public(worker).model_dump(), affected_clients=affected)
 

@@ -72,34 +72,6 @@ async def test_health_and_readiness_need_no_token(api):
     assert ready.status_code == 200 and ready.json()["revision"] == head_revision()
 
 
-async def test_every_write_leaves_change_log_rows(api, auth, app):
-    from sqlalchemy import text
-
-    from tests.api.helpers import add_worker, assign, register
-
-    headers = auth("coordinator", region="05")
-    client = await register(api, headers, residence_region="05")
-    worker = await add_worker(api, headers, "05")
-    start = client["aftercare_start"]
-    created = (await assign(api, headers, client["id"], "organising", worker["id"], start_date=start)).json()
-    await api.post(f"/v1/assignments/{created['id']}/end", json={"reason": "r"}, headers=headers)
-    await api.patch(f"/v1/clients/{client['id']}", json={"last_name": "B"}, headers=headers)
-    await api.patch("/v1/regions/05/settings", json={"grace_days": 10}, headers=headers)
-    async with app.state.engine.connect() as conn:
-        actions = (await conn.execute(text("SELECT action FROM change_event ORDER BY id"))).scalars().all()
-    assert actions == [
-        "client.registered",
-        "gap.opened",
-        "worker.created",
-        "assignment.created",
-        "gap.closed",
-        "assignment.ended",
-        "gap.opened",
-        "client.updated",
-        "region.settings_updated",
-    ]
-
-
 @pytest.mark.parametrize(
     ("text", "stored"),
     [

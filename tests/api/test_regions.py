@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -100,10 +101,17 @@ async def test_a_lower_age_limit_ends_clients_past_it_today_never_in_the_past(ap
     moved = (await api.get(f"/v1/clients/{younger['id']}", headers=headers)).json()
     assert moved["aftercare_end"] == (birth.replace(year=birth.year + 23) - dt.timedelta(days=1)).isoformat()
     async with app.state.engine.connect() as conn:
-        changed = (
-            await conn.execute(text("SELECT client_id FROM change_event WHERE action = 'client.aftercare_end_changed'"))
+        entry = (
+            await conn.execute(
+                text("SELECT id, changes FROM change_event WHERE action = 'region.settings_updated' ORDER BY id DESC")
+            )
+        ).first()
+        touched = (
+            await conn.execute(text("SELECT client_id FROM change_event_client WHERE event_id = :id"), {"id": entry[0]})
         ).scalars()
-        assert {str(value).replace("-", "") for value in changed} >= {older["id"].replace("-", "")}
+        assert {str(value).replace("-", "") for value in touched} >= {older["id"].replace("-", "")}
+    changes = entry[1] if isinstance(entry[1], list) else json.loads(entry[1])
+    assert "client.aftercare_end_changed" in [change["action"] for change in changes]
 
 
 async def test_a_lower_age_limit_is_refused_while_an_upcoming_client_would_be_past_it(api, auth):

@@ -1,0 +1,232 @@
+"""Auditors' questions: who changed what, who saw which client, to whom it was disclosed.
+
+Region-scoped auditors see entries about their region's clients (held now or before) and
+entries made by their own region; national auditors see everything. Each answer that names
+clients is itself access-logged by the route.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, or_, true
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain.access import ADMIN, AUDITOR, COORDINATOR, Caller
+from app.errors import Forbidden, ValidationFailed
+from app.models.audit import AccessEntry, AccessEntryClient, ChainLink, ChangeEvent, ChangeEventClient, Disclosure
+from app.services.access import client_for, held
+from app.services.pagination import Page, PageParams, paginate
+
+TWO_YEARS = dt.timedelta(days=730)
+
+
+def require_auditor(caller: Caller) -> None:
+    caller.require(AUDITOR)
+
+
+def require_chain_reader(caller: Caller) -> None:
+    """Verifying the chain shows no personal data: national auditors and the operator."""
+    if not (caller.national or caller.has(ADMIN)):
+        raise Forbidden("the chain is verified by national auditors and the operator")
+
+
+def _window(column: Any, since: dt.datetime | None, until: dt.datetime | None) -> list[ColumnElement[bool]]:
+    conditions = []
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
+    return conditions
+
+
+def _entry_about_held_client(link: Any, key: Any, region: str) -> ColumnElement[bool]:
+    return exists(select(link.client_id).where(key, held(region, link.client_id)))
+
+
+async def changes(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    client_id: uuid.UUID | None,
+    actor: str | None,
+    action: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    page: PageParams,
+) -> Page[ChangeEvent]:
+    require_auditor(caller)
+    statement = select(ChangeEvent).where(*_window(col(ChangeEvent.occurred_at), since, until))
+    if not caller.national:
+        assert caller.region is not None
+        statement = statement.where(
+            or_(
+                col(ChangeEvent.actor_region) == caller.region,
+                _entry_about_held_client(
+                    ChangeEventClient, col(ChangeEventClient.event_id) == ChangeEvent.id, caller.region
+                ),
+            )
+        )
+    if client_id is not None:
+        statement = statement.where(
+            exists(
+                select(ChangeEventClient.event_id).where(
+                    ChangeEventClient.event_id == ChangeEvent.id, ChangeEventClient.client_id == client_id
+                )
+            )
+        )
+    if actor:
+        statement = statement.where(ChangeEvent.actor == actor)
+    if action:
+        statement = statement.where(ChangeEvent.action == action)
+    return await _newest_first(session, statement, ChangeEvent, page)
+
+
+async def accesses(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    client_id: uuid.UUID | None,
+    actor: str | None,
+    region: str | None,
+    purpose: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    page: PageParams,
+) -> Page[AccessEntry]:
+    require_auditor(caller)
+    statement = select(AccessEntry).where(*_window(col(AccessEntry.occurred_at), since, until))
+    if not caller.national:
+        assert caller.region is not None
+        statement = statement.where(
+            or_(
+                col(AccessEntry.actor_region) == caller.region,
+                _entry_about_held_client(
+                    AccessEntryClient, col(AccessEntryClient.entry_id) == AccessEntry.id, caller.region
+                ),
+            )
+        )
+    if client_id is not None:
+        statement = statement.where(_about(client_id))
+    if actor:
+        statement = statement.where(AccessEntry.actor == actor)
+    if region:
+        statement = statement.where(AccessEntry.actor_region == region)
+    if purpose:
+        statement = statement.where(AccessEntry.purpose == purpose)
+    return await _newest_first(session, statement, AccessEntry, page)
+
+
+def _about(client_id: uuid.UUID) -> ColumnElement[bool]:
+    return exists(
+        select(AccessEntryClient.entry_id).where(
+            AccessEntryClient.entry_id == AccessEntry.id, AccessEntryClient.client_id == client_id
+        )
+    )
+
+
+async def disclosures(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    client_id: uuid.UUID | None,
+    to_region: str | None,
+    from_region: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    page: PageParams,
+) -> Page[Disclosure]:
+    require_auditor(caller)
+    statement = select(Disclosure).where(*_window(col(Disclosure.occurred_at), since, until))
+    if not caller.national:
+        statement = statement.where(
+            or_(col(Disclosure.from_region) == caller.region, col(Disclosure.to_region) == caller.region)
+        )
+    if client_id is not None:
+        statement = statement.where(Disclosure.client_id == client_id)
+    if to_region:
+        statement = statement.where(Disclosure.to_region == to_region)
+    if from_region:
+        statement = statement.where(Disclosure.from_region == from_region)
+    return await _newest_first(session, statement, Disclosure, page)
+
+
+async def _newest_first(session: AsyncSession, statement: Any, model: Any, page: PageParams) -> Page[Any]:
+    """Pages of entries, newest first (ids grow with insertion)."""
+    result = await paginate(
+        session,
+        statement,
+        keys=[model.id],
+        key_of=lambda entry: (entry.id,),
+        parse=[int],
+        page=page,
+        descending=True,
+    )
+    return Page(items=list(result.items), next_cursor=result.next_cursor)
+
+
+async def access_report(
+    session: AsyncSession,
+    caller: Caller,
+    client_id: uuid.UUID,
+    *,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    page: PageParams,
+) -> tuple[dt.datetime, dt.datetime, Page[tuple[AccessEntry, list[Disclosure]]]]:
+    """Who processed the client's data and to whom it was disclosed (Client Data Act 703/2023, § 11)."""
+    caller.require(AUDITOR, COORDINATOR)
+    await client_for(session, caller, client_id)  # national auditors, or a region holding or having held it
+    until = until or dt.datetime.now(dt.UTC)
+    since = since or until - TWO_YEARS
+    if since >= until:
+        raise ValidationFailed("since must be before until")
+    statement = select(AccessEntry).where(_about(client_id), *_window(col(AccessEntry.occurred_at), since, until))
+    result = await _newest_first(session, statement, AccessEntry, page)
+    ids = [entry.id for entry in result.items]
+    found: dict[int, list[Disclosure]] = {}
+    for disclosure in await session.exec(
+        select(Disclosure).where(col(Disclosure.access_id).in_(ids), Disclosure.client_id == client_id)
+    ):
+        found.setdefault(disclosure.access_id, []).append(disclosure)
+    rows = [(entry, found.get(entry.id or 0, [])) for entry in result.items]
+    return since, until, Page(items=rows, next_cursor=result.next_cursor)
+
+
+EXPORTABLE: dict[str, Any] = {"change": ChangeEvent, "access": AccessEntry, "disclosure": Disclosure}
+
+
+async def export(
+    session: AsyncSession, log: str, since: dt.datetime | None, until: dt.datetime | None
+) -> AsyncIterator[str]:
+    """JSON Lines of one log with each entry's chain position and hash, oldest first, in batches."""
+    model = EXPORTABLE[log]
+    after = 0
+    while True:
+        statement = (
+            select(model, ChainLink.position, ChainLink.chain_hash)
+            .outerjoin(ChainLink, (col(ChainLink.log) == log) & (col(ChainLink.entry_id) == model.id))
+            .where(model.id > after, *_window(model.occurred_at, since, until))
+            .order_by(model.id)
+            .limit(1000)
+        )
+        rows = (await session.exec(statement)).all()
+        if not rows:
+            return
+        for entry, position, chain_hash in rows:
+            record = entry.model_dump(mode="json")
+            record.update({"log": log, "chain_position": position, "chain_hash": chain_hash})
+            yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        after = rows[-1][0].id
+
+
+def export_scope(caller: Caller) -> ColumnElement[bool]:
+    """Exports are whole logs: national auditors only."""
+    if not caller.national:
+        raise Forbidden("log exports are for national auditors")
+    return true()
