@@ -24,12 +24,14 @@ def status_of(answer: str | None, superseded: bool) -> DecisionStatus:
     return DecisionStatus(answer) if answer else DecisionStatus.proposed
 
 
-def counterparty(*, proposer: str, payer: str, holders: set[str]) -> str | None:
-    """Who agrees or disputes: the payer, unless the proposer pays itself — then the client's other region."""
+def counterparty(*, proposer: str, payer: str, organising: str, residence: str | None) -> str | None:
+    """Who agrees or disputes: the payer, unless the proposer pays itself — then the client's other
+    region (the holder of the other responsibility), or nobody when one region holds both."""
     if payer != proposer:
         return payer
-    others = sorted(holders - {proposer})
-    return others[0] if others else None
+    if proposer == organising:
+        return residence if residence not in (None, organising) else None
+    return organising
 
 
 def to_cents(euros: Decimal | None) -> int | None:

@@ -34,6 +34,8 @@ class Worker(WorkerBase, table=True):
     role: WorkerRole = Field(sa_type=String(30))
     service: Service = Field(default=Service.aftercare, sa_type=String(30))
     active: bool = True
+    active_from: dt.date | None = Field(default=None, description="first day active (since the latest activation)")
+    inactive_from: dt.date | None = Field(default=None, description="first day no longer active")
     version: int = 1
     created_at: dt.datetime = timestamp_field()
     updated_at: dt.datetime = timestamp_field()

@@ -119,7 +119,9 @@ async def _suggested(session: AsyncSession, caller: Caller, client_id: uuid.UUID
     client = await client_for(session, caller, client_id)
     periods = await state.periods_on(session, client.id, data.start_date or today())
     region = periods[data.responsibility].region
-    if region is None or region != caller.writer_region():
+    if region is None:
+        raise Unprocessable("the client lives outside the regions: no residence worker", code="no_residence_region")
+    if region != caller.writer_region():
         raise NotResponsible(f"only region {region} may name the {data.responsibility} worker")
     special = data.responsibility == ORGANISING and client.support_level == "special"
     return await suggested_worker(session, region, role="social_worker" if special else None)

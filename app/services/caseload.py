@@ -7,16 +7,14 @@ number of statements per report is fixed, whatever the number of clients.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, or_, union_all
+from sqlalchemy import case, exists, func, or_, union_all
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,6 +40,7 @@ from app.models.worker import Worker
 from app.services.clock import today
 from app.services.compliance import gap_in_force
 from app.services.pagination import PageParams, paginate
+from app.services.spreadsheet import csv_line
 
 ROLES = [role.value for role in WorkerRole]
 
@@ -76,6 +75,15 @@ async def settings_on(session: AsyncSession, on: dt.date, region: str | None = N
     latest: dict[str, Settings] = {}
     for row in rows:  # ascending: the last one seen per region is the one in force
         latest[row.region_code] = Settings(dict(row.caseload_targets), dict(row.caseload_weights))
+    if (region is not None and region not in latest) or (region is None and not latest):
+        # before the first recorded version: the earliest settings known
+        first = await session.exec(
+            select(RegionSettingsVersion)
+            .where(*([RegionSettingsVersion.region_code == region] if region else []))
+            .order_by(col(RegionSettingsVersion.valid_from).desc(), col(RegionSettingsVersion.recorded_at).desc())
+        )
+        for row in first:
+            latest[row.region_code] = Settings(dict(row.caseload_targets), dict(row.caseload_weights))
     return latest
 
 
@@ -118,6 +126,24 @@ async def loads_on(session: AsyncSession, on: dt.date, region: str | None = None
     return loads
 
 
+def _active_on(on: dt.date) -> Any:
+    """SQL: the worker was active on ``on`` (workers recorded before dating count from the start)."""
+    return (
+        or_(col(Worker.active_from).is_(None), col(Worker.active_from) <= on)
+        & or_(col(Worker.inactive_from).is_(None), col(Worker.inactive_from) > on)
+        & (col(Worker.active).is_(True) | col(Worker.inactive_from).is_not(None))
+    )
+
+
+def _in_aftercare(on: dt.date) -> Any:
+    """SQL: the gap's client is in aftercare on ``on`` (ended and upcoming clients need no worker)."""
+    return exists(
+        select(Client.id).where(
+            Client.id == ComplianceGap.client_id, col(Client.aftercare_start) <= on, col(Client.aftercare_end) >= on
+        )
+    )
+
+
 def _worker_load(worker: Worker, load: Load, settings: Settings) -> WorkerLoad:
     weighted = rules.weighted_load(load.by_level, settings.weights)
     target = settings.targets.get(worker.role)
@@ -141,7 +167,7 @@ def _worker_load(worker: Worker, load: Load, settings: Settings) -> WorkerLoad:
 def _role_stats(workers: list[WorkerLoad], clients_by_role: dict[str, int], settings: Settings) -> list[RoleStats]:
     result = []
     for role in ROLES:
-        mine = [worker for worker in workers if worker.role == role and worker.active]
+        mine = [worker for worker in workers if worker.role == role]
         if not mine:
             continue
         summary = rules.stats([worker.weighted_load for worker in mine])
@@ -202,7 +228,7 @@ async def worker_loads(session: AsyncSession, region: str, on: dt.date, settings
     loads = await loads_on(session, on, region)
     workers = await session.exec(
         select(Worker)
-        .where(Worker.region == region, or_(col(Worker.active).is_(True), col(Worker.id).in_(list(loads))))
+        .where(Worker.region == region, or_(_active_on(on), col(Worker.id).in_(list(loads))))
         .order_by(col(Worker.name), col(Worker.id))
     )
     return [_worker_load(worker, loads.get(worker.id, Load()), settings) for worker in workers]
@@ -217,7 +243,7 @@ async def region_caseload(
     on = as_of or today()
     settings = (await settings_on(session, on, code))[code]
     workers = await worker_loads(session, code, on, settings)
-    queue_query = select(ComplianceGap).where(ComplianceGap.region == code, gap_in_force(on))
+    queue_query = select(ComplianceGap).where(ComplianceGap.region == code, gap_in_force(on), _in_aftercare(on))
     queue = await paginate(
         session,
         queue_query,
@@ -228,7 +254,9 @@ async def region_caseload(
     )
     total = (
         await session.exec(
-            select(func.count()).select_from(ComplianceGap).where(ComplianceGap.region == code, gap_in_force(on))
+            select(func.count())
+            .select_from(ComplianceGap)
+            .where(ComplianceGap.region == code, gap_in_force(on), _in_aftercare(on))
         )
     ).one()
     return CaseloadReport(
@@ -325,8 +353,7 @@ async def overview(session: AsyncSession, caller: Caller) -> CaseloadOverview:
                 func.count(),
                 func.sum(case((col(ComplianceGap.due) < on, 1), else_=0)),
             )
-            .join(Client, col(Client.id) == ComplianceGap.client_id)
-            .where(gap_in_force(on), col(Client.aftercare_end) >= on)
+            .where(gap_in_force(on), _in_aftercare(on))
             .group_by(col(ComplianceGap.region))
         )
     }
@@ -395,9 +422,7 @@ async def caseload_csv(session: AsyncSession, caller: Caller, code: str, as_of: 
     await _region(session, code)
     on = as_of or today()
     settings = (await settings_on(session, on, code))[code]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
+    lines = [csv_line(CSV_FIELDS)]
     for worker in await worker_loads(session, code, on, settings):
         levels = worker.clients_by_support_level
         share = worker.utilisation.quantize(Decimal("0.001")) if worker.utilisation is not None else None
@@ -417,5 +442,5 @@ async def caseload_csv(session: AsyncSession, caller: Caller, code: str, as_of: 
             share,
             worker.status,
         ]
-        writer.writerow(["" if value is None else value for value in values])
-    return buffer.getvalue()
+        lines.append(csv_line(values))
+    return "".join(lines)

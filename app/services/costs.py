@@ -10,9 +10,7 @@ queue, and the second one sees the first and is refused with 409 ``overlapping_d
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -45,6 +43,7 @@ from app.services.audit import record_change
 from app.services.clock import today
 from app.services.pagination import Page, PageParams, paginate
 from app.services.requests import open_request, settle
+from app.services.spreadsheet import csv_line
 
 Newer = aliased(CostDecision)
 NewerAnswer = aliased(CostDecisionEvent)
@@ -126,6 +125,8 @@ class Register:
 
     def public(self, decision: CostDecision, known_at: dt.datetime | None = None) -> CostDecisionPublic:
         answer = self.answers.get(decision.id)
+        if answer is not None and known_at is not None and answer.created_at > known_at:
+            answer = None
         successor = self.successors.get(decision.id)
         return CostDecisionPublic(
             id=decision.id,
@@ -147,7 +148,7 @@ class Register:
             answered_at=answer.created_at if answer else None,
             answer_reason=answer.reason if answer and answer.reason else None,
             supersedes=decision.supersedes_id,
-            superseded_by=successor[0] if successor else None,
+            superseded_by=successor[0] if successor and (known_at is None or successor[1] <= known_at) else None,
         )
 
 
@@ -171,7 +172,10 @@ async def propose(
         raise Unprocessable("valid_to must be after valid_from", code="invalid_dates")
     if data.valid_from > client.aftercare_end:
         raise Unprocessable("the decision must begin within the client's aftercare", code="invalid_dates")
-    other = rules.counterparty(proposer=region, payer=payer.code, holders=holders)
+    current = state.holders_of(await state.periods_on(session, client.id, max(on, data.valid_from)))
+    other = rules.counterparty(
+        proposer=region, payer=payer.code, organising=current.organising, residence=current.residence
+    )
     if other is None:
         raise Unprocessable(
             "the proposer pays and no other region holds a responsibility: nobody to agree", code="no_counterparty"
@@ -198,7 +202,7 @@ async def propose(
     session.add(decision)
     await session.flush()
     record_change(session, caller, action="cost_decision.proposed", entity=decision, client_id=client.id)
-    request = await open_request(
+    await open_request(
         session,
         caller,
         client,
@@ -206,8 +210,8 @@ async def propose(
         to_region=other,
         on=on,
         message=f"agree or dispute: {data.service_type} paid by region {payer.code}",
+        cost_decision_id=decision.id,
     )
-    request.cost_decision_id = decision.id
     await session.commit()
     return (await Register.load(session, [decision])).public(decision)
 
@@ -219,6 +223,11 @@ async def _supersedable(session: AsyncSession, client_id: uuid.UUID, data: CostD
         raise Unprocessable("supersedes must name a decision of this client", code="invalid_supersedes")
     if old.service_type != data.service_type:
         raise Unprocessable("a decision supersedes one of the same service type", code="invalid_supersedes")
+    if data.valid_from > old.valid_from:
+        raise Unprocessable(
+            f"a correction restates the whole period: valid_from must be {old.valid_from} or earlier",
+            code="invalid_supersedes",
+        )
     status = (await Register.load(session, [old])).status(old)
     if status == DecisionStatus.proposed:
         raise Conflict("a proposal is agreed or disputed first, then corrected", code="not_supersedable")
@@ -303,6 +312,8 @@ async def answer(
         await session.rollback()
         raise Conflict("the decision has already been answered", code="decision_answered") from None
     record_change(session, caller, action=f"cost_decision.{status.value}", entity=event, client_id=decision.client_id)
+    if status == DecisionStatus.agreed and decision.supersedes_id is not None:
+        await _settle_rival_corrections(session, caller, decision)
     outcome = RequestStatus.accepted if status == DecisionStatus.agreed else RequestStatus.declined
     for request in await session.exec(
         select(CoordinationRequest).where(
@@ -316,6 +327,19 @@ async def answer(
     if request_answered is None:
         await session.commit()
     return register.public(decision)
+
+
+async def _settle_rival_corrections(session: AsyncSession, caller: Caller, agreed: CostDecision) -> None:
+    """Other pending corrections of the same decision can no longer be agreed: close their reviews."""
+    rivals = select(CostDecision.id).where(
+        CostDecision.supersedes_id == agreed.supersedes_id, CostDecision.id != agreed.id
+    )
+    for request in await session.exec(
+        select(CoordinationRequest).where(
+            col(CoordinationRequest.cost_decision_id).in_(rivals), CoordinationRequest.status == RequestStatus.open
+        )
+    ):
+        settle(session, caller, request, RequestStatus.cancelled, note=f"superseded meanwhile by decision {agreed.id}")
 
 
 # --- reads ----------------------------------------------------------------------------------------
@@ -503,7 +527,7 @@ async def export_clients(session: AsyncSession, payer_region: str) -> list[uuid.
 async def export(session: AsyncSession, caller: Caller, payer_region: str, fmt: str) -> AsyncIterator[str]:
     """The region's register as CSV or JSON lines, in batches (no identity codes: client id and birth year)."""
     if fmt == "csv":
-        yield _csv_line(EXPORT_FIELDS)
+        yield csv_line(EXPORT_FIELDS)
     after: uuid.UUID | None = None
     while True:
         statement = (
@@ -519,20 +543,15 @@ async def export(session: AsyncSession, caller: Caller, payer_region: str, fmt: 
         if not rows:
             return
         register = await Register.load(session, [decision for decision, _ in rows])
+        await session.commit()  # no transaction stays open while the reader is slow (SQLite's write lock)
         for decision, birth_date in rows:
             public = register.public(decision).model_dump(mode="json")
             record = {field: public.get(field) for field in EXPORT_FIELDS}
             record["birth_year"] = birth_date.year
             record["proposed_at"] = public["proposed_at"]
             yield (
-                _csv_line([record[field] for field in EXPORT_FIELDS])
+                csv_line([record[field] for field in EXPORT_FIELDS])
                 if fmt == "csv"
                 else (json.dumps(record, ensure_ascii=False) + "\n")
             )
         after = rows[-1][0].id
-
-
-def _csv_line(values: list[Any]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(["" if value is None else value for value in values])
-    return buffer.getvalue()

@@ -48,6 +48,7 @@ async def open_request(
     from_region: str | None = None,
     due_date: dt.date | None = None,
     pair_id: uuid.UUID | None = None,
+    cost_decision_id: uuid.UUID | None = None,
 ) -> CoordinationRequest:
     """Ask ``to_region`` to act about ``client``, due after the receiving region's grace period.
 
@@ -78,6 +79,7 @@ async def open_request(
         details=details or {},
         created_by=caller.subject,
         pair_id=pair_id,
+        cost_decision_id=cost_decision_id,
     )
     session.add(request)
     record_change(session, caller, action="request.created", entity=request, client_id=client.id)

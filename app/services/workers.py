@@ -37,6 +37,7 @@ async def create_worker(session: AsyncSession, caller: Caller, data: WorkerCreat
     if not (await state.region(session, data.region)).organiser:
         raise Unprocessable(f"region {data.region} organises no aftercare", code="unknown_region")
     worker = Worker.model_validate(data)
+    worker.active_from = today()
     session.add(worker)
     try:
         await session.flush()
@@ -107,6 +108,8 @@ async def update_worker(
     before = snapshot(worker)
     for field, value in changes.items():
         setattr(worker, field, value)
+    if "active" in changes:  # dated, so caseloads for past dates count the workers of those dates
+        worker.active_from, worker.inactive_from = (today(), None) if worker.active else (worker.active_from, today())
     worker.version += 1
     worker.updated_at = utcnow()
     session.add(worker)

@@ -106,7 +106,8 @@ async def test_as_of_before_and_after_a_reassignment(api, auth, region08):
     ).status_code == 201
     before = by_worker(await caseload(api, h, as_of=(handover - DAY).isoformat()))
     after = by_worker(await caseload(api, h, as_of=handover.isoformat()))
-    assert (before[region08["busy"]["id"]]["clients"], before[region08["idle"]["id"]]["clients"]) == (4, 0)
+    assert before[region08["busy"]["id"]]["clients"] == 4
+    assert region08["idle"]["id"] not in before  # added today: not a worker of the region back then
     assert (after[region08["busy"]["id"]]["clients"], after[region08["idle"]["id"]]["clients"]) == (3, 1)
 
 
@@ -340,3 +341,45 @@ async def test_reports_issue_a_fixed_number_of_statements_at_scale(api, auth, ap
     assert len(workers) == 1001 and sum(w["clients"] for w in workers) == 20001
     r08 = next(r for r in overview.json()["regions"] if r["region"] == "08")
     assert sum(r08["workers_by_role"].values()) == 1001
+
+
+async def test_a_past_date_counts_the_workers_of_that_date(api, auth, region08):
+    h = coord(auth, "08")
+    off = await api.patch(f"/v1/workers/{region08['busy']['id']}", json={"active": False}, headers=h)
+    assert off.status_code == 200
+    yesterday = await caseload(api, h, as_of=(today() - DAY).isoformat())
+    assert by_worker(yesterday)[region08["busy"]["id"]]["clients"] == 4
+    counsellors = {r["role"]: r for r in yesterday["roles"]}["counsellor"]
+    # busy was a counsellor yesterday and carried 4 clients; idle was only added today
+    assert (counsellors["workers"], counsellors["clients"], Decimal(counsellors["max_load"])) == (1, 4, Decimal("5.5"))
+    assert region08["idle"]["id"] not in by_worker(yesterday)
+    now = await caseload(api, h)
+    assert region08["busy"]["id"] not in by_worker(now)  # deactivated, and its assignments ended today
+
+
+async def test_the_queue_leaves_out_clients_no_longer_in_aftercare(api, auth, region08):
+    waiting = region08["clients"][4]
+    end = dt.date.fromisoformat(waiting["aftercare_end"])
+    h = coord(auth, "08")
+    assert [q["client_id"] for q in (await caseload(api, h, as_of=end.isoformat()))["queue"]] == [waiting["id"]]
+    after = await caseload(api, h, as_of=(end + DAY).isoformat())
+    assert after["queue"] == [] and after["queue_total"] == 0
+
+
+async def test_a_date_before_any_recorded_settings_uses_the_earliest(api, auth):
+    report = await caseload(api, coord(auth, "08"), as_of="1999-06-01")
+    assert report["targets"]["counsellor"] == 25
+
+
+async def test_suggested_residence_worker_for_a_client_abroad_is_refused_plainly(api, auth):
+    client = await register(api, auth("system", region="05"), residence_region=None, residence_outside="abroad")
+    refused = await assign(api, auth("system", region="05"), client["id"], "residence", "suggested")
+    assert refused.status_code == 422 and refused.json()["code"] == "no_residence_region"
+
+
+async def test_csv_export_neutralises_formulas(api, auth):
+    h = coord(auth, "08")
+    await add_worker(api, h, "08", name='=HYPERLINK("http://evil.example","x")')
+    text_body = (await api.get("/v1/regions/08/caseload/export", headers=h)).text
+    names = [row["name"] for row in csv.DictReader(io.StringIO(text_body))]
+    assert names == ['\'=HYPERLINK("http://evil.example","x")']

@@ -416,3 +416,91 @@ async def test_export_is_for_the_payers_finance(api, auth, who, status):
         "/v1/cost-decisions/export", params={"payer_region": "08"}, headers=auth(role, region=region or None)
     )
     assert response.status_code == status
+
+
+async def test_the_counterparty_is_the_current_other_region_not_a_future_holder(api, auth):
+    client = await register(api, sys(auth, "05"), residence_region="19", aftercare_start=day(-60))
+    await api.post(
+        f"/v1/clients/{client['id']}/moves",
+        json={"residence_region": "08", "effective_date": day(30)},
+        headers=sys(auth, "19"),
+    )
+    created = await propose(api, auth, client["id"], payer_region="05")
+    assert created.status_code == 201, created.text
+    assert created.json()["counterparty_region"] == "19"
+
+
+async def test_a_correction_restates_the_whole_period(api, auth, client):
+    old = await agreed(api, auth, client["id"], valid_from=day(-30))
+    later = await propose(api, auth, client["id"], valid_from=day(10), supersedes=old["id"], payer_region="19")
+    assert later.status_code == 422 and later.json()["code"] == "invalid_supersedes"
+    earlier = await propose(api, auth, client["id"], valid_from=day(-40), supersedes=old["id"], payer_region="19")
+    assert earlier.status_code == 201, earlier.text
+
+
+async def test_known_at_hides_a_supersession_recorded_later(api, auth, client):
+    old = await agreed(api, auth, client["id"], valid_to=day(30))
+    await asyncio.sleep(0.01)
+    moment = dt.datetime.now(dt.UTC).isoformat()
+    await asyncio.sleep(0.01)
+    fix = (await propose(api, auth, client["id"], valid_to=day(60), supersedes=old["id"])).json()
+    assert (await agree(api, auth, fix["id"])).status_code == 200
+    then = (
+        await api.get(
+            f"/v1/clients/{client['id']}/responsibility", params={"known_at": moment}, headers=sys(auth, "05")
+        )
+    ).json()
+    assert [(d["id"], d["status"], d["superseded_by"]) for d in then["cost_decisions"]] == [(old["id"], "agreed", None)]
+
+
+async def test_the_review_request_names_its_decision_in_the_change_log(api, auth, app, client):
+    decision = (await propose(api, auth, client["id"])).json()
+    async with app.state.engine.connect() as conn:
+        changes = (
+            await conn.execute(text("SELECT changes FROM change_event WHERE action = 'cost_decision.proposed'"))
+        ).scalar_one()
+    changes = changes if isinstance(changes, list) else json.loads(changes)
+    (created,) = [c for c in changes if c["action"] == "request.created"]
+    assert created["after"]["cost_decision_id"] == decision["id"]
+
+
+async def test_agreeing_one_correction_closes_the_rival_ones(api, auth, client):
+    old = await agreed(api, auth, client["id"])
+    first = (await propose(api, auth, client["id"], supersedes=old["id"], amount_cap_eur="1.00")).json()
+    second = (await propose(api, auth, client["id"], supersedes=old["id"], amount_cap_eur="2.00")).json()
+    assert (await agree(api, auth, first["id"])).status_code == 200
+    late = await agree(api, auth, second["id"])
+    assert late.status_code == 409 and late.json()["code"] == "already_superseded"
+    reviews = (await api.get("/v1/coordination-requests", params={"status": "open"}, headers=coord(auth, "08"))).json()
+    assert [r for r in reviews["items"] if r["cost_decision_id"] == second["id"]] == []
+
+
+async def test_a_slow_export_reader_does_not_block_writers(api, auth, client):
+    for n in range(3):
+        await agreed(api, auth, client["id"], service_type=["other", "supported_housing", "disability_housing"][n])
+    params = {"payer_region": "08", "format": "jsonl"}
+    async with api.stream("GET", "/v1/cost-decisions/export", params=params, headers=coord(auth, "08")) as stream:
+        lines = stream.aiter_lines()
+        assert json.loads(await anext(lines))["payer_region"] == "08"
+        written = await asyncio.wait_for(
+            api.post("/v1/clients", json=client_body_for_export(), headers=sys(auth, "05")), timeout=5
+        )
+        assert written.status_code == 201
+
+
+def client_body_for_export():
+    from tests.api.helpers import client_body
+
+    return client_body()
+
+
+@pytest.mark.postgres_only
+async def test_truncate_is_refused_on_the_register(api, auth, app, client):
+    from sqlalchemy.exc import DBAPIError
+
+    decision = (await propose(api, auth, client["id"])).json()
+    assert (await agree(api, auth, decision["id"])).status_code == 200
+    for table in ("cost_decision_event", "cost_decision", "change_event", "access_log", "audit_chain"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with app.state.engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {table} CASCADE"))

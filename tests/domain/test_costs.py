@@ -57,17 +57,19 @@ def test_status_is_derived(answer: str | None, superseded: bool, expected: str) 
 
 
 @pytest.mark.parametrize(
-    ("proposer", "payer", "holders", "expected"),
+    ("proposer", "payer", "organising", "residence", "expected"),
     [
-        ("05", "08", {"05", "08"}, "08"),  # another region pays: it answers
-        ("05", "19", {"05", "08"}, "19"),  # even a region not (yet) involved
-        ("05", "05", {"05", "08"}, "08"),  # the proposer pays: the client's other region answers
-        ("08", "08", {"05", "08"}, "05"),
-        ("05", "05", {"05"}, None),  # nobody else holds anything: nobody to agree
+        ("05", "08", "05", "08", "08"),  # another region pays: it answers
+        ("05", "19", "05", "08", "19"),  # even a region not (yet) involved
+        ("05", "05", "05", "08", "08"),  # the organiser pays itself: the residence region answers
+        ("08", "08", "05", "08", "05"),  # the residence region pays itself: the organiser answers
+        ("05", "05", "05", "05", None),  # one region holds both: nobody else to agree
+        ("05", "05", "05", None, None),  # living abroad: nobody else to agree
+        ("19", "19", "05", "08", "05"),  # a region taking over later pays itself: the organiser answers
     ],
 )
-def test_counterparty(proposer: str, payer: str, holders: set[str], expected: str | None) -> None:
-    assert counterparty(proposer=proposer, payer=payer, holders=holders) == expected
+def test_counterparty(proposer: str, payer: str, organising: str, residence: str | None, expected: str | None) -> None:
+    assert counterparty(proposer=proposer, payer=payer, organising=organising, residence=residence) == expected
 
 
 @pytest.mark.parametrize("euros", ["0.00", "0.01", "1250.50", "9999999999.99"])
