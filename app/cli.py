@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,6 +79,50 @@ def openapi(output: Annotated[str, typer.Option(help="file to write")] = "openap
     document = create_app(Settings(database_url="sqlite://")).openapi()
     Path(output).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     typer.echo(f"wrote {output}")
+
+
+audit = typer.Typer(help="The tamper-evident audit chain.", no_args_is_help=True)
+cli.add_typer(audit, name="audit")
+
+
+async def _with_audit_session(work: Any) -> Any:
+    from app.db import make_engine, make_sessionmaker
+    from app.services.audit import MAC_KEY, AuditedSession, AuditKey
+
+    settings = get_settings()
+    engine = make_engine(settings)
+    key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
+    try:
+        async with make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: key})() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the chain; exit 1 and name the first broken position if it does not hold."""
+    import asyncio
+    import dataclasses
+    import json
+
+    from app.services import chain
+
+    report = asyncio.run(_with_audit_session(chain.verify))
+    typer.echo(json.dumps(dataclasses.asdict(report), indent=2))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit.command("seal")
+def audit_seal(full: Annotated[bool, typer.Option(help="look through the whole of every log")] = False) -> None:
+    """Seal the entries written since the last seal (the service also does this every few seconds)."""
+    import asyncio
+
+    from app.services import chain
+
+    sealed = asyncio.run(_with_audit_session(lambda session: chain.seal(session, full=full)))
+    typer.echo(f"sealed {sealed} entries")
 
 
 def main() -> None:

@@ -71,10 +71,18 @@ class AccessLog:
             self.session,
             self.caller,
             method=self.request.method,
-            endpoint=getattr(route, "path", self.request.url.path),
+            endpoint=_route_path(route, self.request.url.path),
             client_ids=client_ids,
             enabled=self.request.app.state.settings.audit_access_log,
         )
+
+
+def _route_path(route: object, url_path: str) -> str:
+    """The path template of the route (``/v1/clients/{client_id}``), never the ids themselves."""
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return url_path
+    return template if url_path.startswith(template.split("{")[0]) else "/v1" + template
 
 
 def get_access_log(

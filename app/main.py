@@ -27,9 +27,9 @@ from app.routers import (
     regions,
     workers,
 )
-from app.security import KeyStore, ensure_ec_key
+from app.security import KeyStore
 from app.services import chain
-from app.services.audit import MAC_KEY, AuditedSession, mac_key_from
+from app.services.audit import MAC_KEY, AuditedSession, AuditKey
 
 API_VERSION = "1.0.0"
 
@@ -44,8 +44,8 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     settings = settings or get_settings()
     engine = make_engine(settings)
 
-    audit_pem = _audit_key(settings)
-    factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: mac_key_from(audit_pem)})
+    audit_key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
+    factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: audit_key})
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = factory
-    app.state.audit_pem = audit_pem
+    app.state.audit_key = audit_key
     app.state.keys = KeyStore(settings, transport=jwks_transport)
     problems.install(app)
     app.include_router(health.router)
@@ -73,13 +73,6 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
     app.add_middleware(RequestIdMiddleware)
     return app
-
-
-def _audit_key(settings: Settings) -> bytes:
-    """The audit key: the configured file (which must exist), or one made in the data folder."""
-    if settings.audit_key_file is not None:
-        return settings.audit_key_file.read_bytes()
-    return ensure_ec_key(settings.audit_key_path).read_bytes()
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -161,7 +161,7 @@ async def verify_chain(session: SessionDep, caller: CurrentCaller) -> VerifyRepo
 async def create_checkpoint(request: Request, session: SessionDep, caller: CurrentCaller) -> Checkpoint:
     """Seal what is pending and sign the head of the chain, for an auditor to keep elsewhere."""
     queries.require_chain_reader(caller)
-    return Checkpoint(**await chain.checkpoint(session, request.app.state.audit_pem))
+    return Checkpoint(**await chain.checkpoint(session, request.app.state.audit_key.pem))
 
 
 @router.post("/audit/checkpoints/verify")
@@ -170,14 +170,14 @@ async def verify_checkpoint(
 ) -> CheckpointResult:
     """Is this checkpoint ours, and does the chain still hold its hash at its position?"""
     queries.require_chain_reader(caller)
-    return CheckpointResult(**await chain.verify_checkpoint(session, request.app.state.audit_pem, data.signature))
+    return CheckpointResult(**await chain.verify_checkpoint(session, request.app.state.audit_key.pem, data.signature))
 
 
 @router.get("/audit/keys")
 async def audit_keys(request: Request, caller: CurrentCaller) -> dict[str, Any]:
     """The public key (JWKS) that checkpoint signatures verify against."""
     queries.require_chain_reader(caller)
-    return public_jwks(request.app.state.audit_pem, AUDIT_KID)
+    return public_jwks(request.app.state.audit_key.pem, AUDIT_KID)
 
 
 @router.get(

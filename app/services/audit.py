@@ -22,6 +22,8 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,15 +34,29 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.access import Caller
 from app.models.audit import AccessEntry, AccessEntryClient, ChangeEvent, ChangeEventClient, Disclosure
 from app.models.client import ResponsibilityPeriod
+from app.security import ensure_ec_key
 from app.services.clock import today
 
 NEVER_LOGGED = frozenset({"personal_id"})
 PENDING, CALLER, MAC_KEY = "silta.changes", "silta.caller", "silta.mac_key"
 
 
-def mac_key_from(private_pem: bytes) -> bytes:
-    """The MAC key, derived from the audit key so that one secret protects both."""
-    return hashlib.sha256(b"silta-audit-mac\0" + private_pem).digest()
+class AuditKey:
+    """The audit key (EC P-256 PEM), read — or, without a configured file, created — on first use.
+
+    It signs checkpoints, and the entries' MAC key is derived from it so one secret protects both.
+    """
+
+    def __init__(self, path: Path, *, create: bool) -> None:
+        self.path, self.create = path, create
+
+    @cached_property
+    def pem(self) -> bytes:
+        return (ensure_ec_key(self.path) if self.create else self.path).read_bytes()
+
+    @cached_property
+    def mac(self) -> bytes:
+        return hashlib.sha256(b"silta-audit-mac\0" + self.pem).digest()
 
 
 def snapshot(row: SQLModel | BaseModel | None) -> dict[str, Any] | None:
@@ -68,9 +84,9 @@ def entry_mac(key: bytes, log: str, row: SQLModel) -> str:
 
 def mac_key(session: AsyncSession | Session) -> bytes:
     key = session.info.get(MAC_KEY)
-    if not isinstance(key, bytes):
-        raise RuntimeError("the session has no audit MAC key (create sessions with db.make_sessionmaker)")
-    return key
+    if not isinstance(key, AuditKey):
+        raise RuntimeError("the session has no audit key (sessions come from the app's sessionmaker)")
+    return key.mac
 
 
 # --- changes ------------------------------------------------------------------------------------

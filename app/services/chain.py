@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, insert, text
+from sqlalchemy import exists, func, insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -70,7 +70,7 @@ def _unsealed(model: Any, log_name: str) -> Any:
 async def seal(session: AsyncSession, *, full: bool = False) -> int:
     """Append every unsealed entry to the chain (oldest first); returns how many were sealed."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEAL_LOCK})
+        await session.exec(select(func.pg_advisory_xact_lock(SEAL_LOCK)))
     position, previous = await _head(session)
     sealed = 0
     while True:
@@ -102,7 +102,7 @@ async def seal(session: AsyncSession, *, full: bool = False) -> int:
                     "sealed_at": now,
                 }
             )
-        await session.execute(insert(ChainLink), links)
+        await session.exec(insert(ChainLink).values(links))
         sealed += len(links)
     await session.commit()
     return sealed

@@ -1,0 +1,385 @@
+"""Access and disclosure logs, the tamper-evident chain, auditor queries, and answers as known then."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+
+import pytest
+from sqlalchemy import event, text
+
+from app.services import chain
+from app.services.clock import today
+from tests.api.helpers import add_worker, assign, register
+
+DAY = dt.timedelta(days=1)
+
+
+def sys(auth, region, **claims):
+    return auth("system", region=region, **claims)
+
+
+def coord(auth, region):
+    return auth("coordinator", region=region)
+
+
+def key(app, value: str) -> str:
+    return uuid.UUID(value).hex if app.state.engine.dialect.name == "sqlite" else value
+
+
+async def rows(app, sql: str, **params) -> list[dict]:
+    async with app.state.engine.connect() as conn:
+        return [dict(row._mapping) for row in await conn.execute(text(sql), params)]
+
+
+async def accesses(app) -> list[dict]:
+    found = await rows(
+        app, "SELECT id, actor_region, endpoint, method, purpose, client_ids FROM access_log ORDER BY id"
+    )
+    for row in found:
+        if isinstance(row["client_ids"], str):
+            row["client_ids"] = json.loads(row["client_ids"])
+    return found
+
+
+@pytest.fixture
+async def world(api, auth):
+    client = await register(api, sys(auth, "05"))
+    w05 = await add_worker(api, coord(auth, "05"), "05")
+    w08 = await add_worker(api, coord(auth, "08"), "08")
+    start = client["aftercare_start"]
+    org = (await assign(api, sys(auth, "05"), client["id"], "organising", w05["id"], start_date=start)).json()
+    await assign(api, sys(auth, "08"), client["id"], "residence", w08["id"], start_date=start)
+    decision = (
+        await api.post(
+            f"/v1/clients/{client['id']}/cost-decisions",
+            json={
+                "service_type": "other",
+                "payer_region": "08",
+                "payer_service": "aftercare",
+                "valid_from": today().isoformat(),
+                "legal_basis": "x",
+            },
+            headers=sys(auth, "05"),
+        )
+    ).json()
+    return {"client": client, "cid": client["id"], "org": org, "decision": decision}
+
+
+PERSONAL_READS = [
+    ("GET", "/v1/clients/{cid}", None),
+    ("GET", "/v1/clients", None),
+    ("POST", "/v1/clients/search", "SEARCH"),
+    ("GET", "/v1/clients/{cid}/responsibility", None),
+    ("GET", "/v1/clients/{cid}/history", None),
+    ("GET", "/v1/clients/{cid}/assignments", None),
+    ("GET", "/v1/clients/{cid}/compliance", None),
+    ("GET", "/v1/clients/{cid}/pairs", None),
+    ("GET", "/v1/clients/{cid}/cost-decisions", None),
+    ("GET", "/v1/cost-decisions/{decision}", None),
+    ("GET", "/v1/clients/{cid}/access-report", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), PERSONAL_READS)
+async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, world, method, path, body):
+    url = path.format(cid=world["cid"], decision=world["decision"]["id"])
+    payload = {"personal_id": world["client"]["personal_id"]} if body == "SEARCH" else None
+    headers = {**coord(auth, "05"), "X-Purpose-Of-Use": "care"}
+    before = await accesses(app)
+    response = await api.request(method, url, json=payload, headers=headers)
+    assert response.status_code == 200, response.text
+    after = await accesses(app)
+    assert len(after) == len(before) + 1
+    entry = after[-1]
+    assert (entry["method"], entry["endpoint"], entry["purpose"], entry["actor_region"]) == (
+        method,
+        path.replace("{cid}", "{client_id}").replace("{decision}", "{decision_id}"),
+        "care",
+        "05",
+    )
+    assert world["cid"] in entry["client_ids"]
+
+
+async def test_the_purpose_defaults_by_role_and_must_be_known(api, auth, app, world):
+    await api.get(f"/v1/clients/{world['cid']}", headers=sys(auth, "05"))
+    await api.get(f"/v1/clients/{world['cid']}", headers=auth("auditor"))
+    assert [e["purpose"] for e in (await accesses(app))[-2:]] == ["coordination", "audit"]
+    wrong = await api.get(f"/v1/clients/{world['cid']}", headers={**sys(auth, "05"), "X-Purpose-Of-Use": "curiosity"})
+    assert wrong.status_code == 422 and wrong.json()["code"] == "validation_error"
+
+
+async def test_disclosures_exactly_when_another_region_is_shown_the_data(api, auth, app, world):
+    cid = world["cid"]
+    await api.get(f"/v1/clients/{cid}", headers=sys(auth, "05"))  # the organising region: no disclosure
+    await api.get(f"/v1/clients/{cid}", headers=auth("auditor"))  # a national auditor: none either
+    assert await rows(app, "SELECT id FROM disclosure_log") == []
+    await api.get(f"/v1/clients/{cid}/history", headers=sys(auth, "08"))  # the residence region: disclosed
+    (disclosure,) = await rows(app, "SELECT client_id, from_region, to_region, basis, purpose FROM disclosure_log")
+    assert (disclosure["from_region"], disclosure["to_region"], disclosure["purpose"]) == ("05", "08", "coordination")
+    assert "region 08" in disclosure["basis"]
+    listed = (await api.get("/v1/audit/disclosures", params={"client_id": cid}, headers=auth("auditor"))).json()
+    assert [(d["from_region"], d["to_region"]) for d in listed["items"]] == [("05", "08")]
+
+
+async def test_logging_a_list_costs_the_same_statements_for_one_client_or_twenty(api, auth, app):
+    headers = sys(auth, "05")
+    await register(api, headers)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # noqa: ANN001
+        statements.append(statement)
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await api.get("/v1/clients", headers=headers)
+        one = len(statements)
+        event.remove(engine, "before_cursor_execute", count)
+        for _ in range(19):
+            await register(api, headers)
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        await api.get("/v1/clients", headers=headers)
+        twenty = len(statements)
+    finally:
+        if event.contains(engine, "before_cursor_execute", count):
+            event.remove(engine, "before_cursor_execute", count)
+    assert twenty == one, (one, twenty)
+    assert len((await accesses(app))[-1]["client_ids"]) == 20
+
+
+async def seal(app, *, full: bool = False) -> int:
+    async with app.state.sessionmaker() as session:
+        return await chain.seal(session, full=full)
+
+
+async def verify(api, auth) -> dict:
+    response = await api.get("/v1/audit/verify", headers=auth("auditor"))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def tamper(app, sql: str, **params) -> None:
+    """A database administrator's raw SQL, past the append-only triggers (replica role on PostgreSQL)."""
+    async with app.state.engine.begin() as conn:
+        if app.state.engine.dialect.name == "postgresql":
+            await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        await conn.execute(text(sql), params)
+
+
+async def test_the_chain_seals_everything_and_verifies(api, auth, app, world):
+    await api.get(f"/v1/clients/{world['cid']}/history", headers=sys(auth, "08"))
+    pending = await verify(api, auth)
+    assert pending["ok"] and pending["unsealed"] > 0 and pending["sealed"] == 0
+    sealed = await seal(app)
+    report = await verify(api, auth)
+    assert report["ok"] and report["unsealed"] == 0 and report["sealed"] == sealed == report["head_position"]
+    assert await seal(app) == 0  # nothing twice
+
+
+@pytest.mark.parametrize(
+    ("attack", "problem"),
+    [
+        ("modify_change", "entry_modified"),
+        ("modify_access", "entry_modified"),
+        ("modify_disclosure", "entry_modified"),
+        ("delete_entry", "entry_deleted"),
+        ("delete_link", "position_missing"),
+        ("rewrite_link", "chain_modified"),
+        ("insert_entry", "forged_entry"),
+    ],
+)
+async def test_the_chain_detects_each_kind_of_tampering(api, auth, app, world, attack, problem):
+    await api.get(f"/v1/clients/{world['cid']}/history", headers=sys(auth, "08"))
+    await seal(app)
+    assert (await verify(api, auth))["ok"]
+    if attack == "modify_change":
+        await tamper(
+            app, "UPDATE change_event SET actor = 'someone else' WHERE id = (SELECT min(id) FROM change_event)"
+        )
+    elif attack == "modify_access":
+        await tamper(app, "UPDATE access_log SET purpose = 'care' WHERE id = (SELECT min(id) FROM access_log)")
+    elif attack == "modify_disclosure":
+        await tamper(app, "UPDATE disclosure_log SET to_region = '19'")
+    elif attack == "delete_entry":
+        await tamper(app, "DELETE FROM disclosure_log")
+    elif attack == "delete_link":
+        await tamper(app, "DELETE FROM audit_chain WHERE position = 2")
+    elif attack == "rewrite_link":
+        await tamper(app, "UPDATE audit_chain SET chain_hash = :h WHERE position = 3", h="f" * 64)
+    else:
+        await tamper(
+            app,
+            "INSERT INTO access_log (occurred_at, actor, roles, actor_region, method, endpoint, purpose,"
+            " client_ids, mac) VALUES (CURRENT_TIMESTAMP, 'ghost', 'system', '08', 'GET', '/v1/clients', 'care',"
+            " '[]', :mac)",
+            mac="0" * 64,
+        )
+    report = await verify(api, auth)
+    assert not report["ok"] and report["problem"] == problem
+    if problem != "forged_entry":
+        assert report["first_broken_position"] is not None
+
+
+async def test_a_signed_checkpoint_verifies_later_and_catches_a_rewrite(api, auth, app, world):
+    created = await api.post("/v1/audit/checkpoints", headers=auth("auditor"))
+    assert created.status_code == 201
+    checkpoint = created.json()
+    assert checkpoint["position"] > 0
+    keys = (await api.get("/v1/audit/keys", headers=auth("auditor"))).json()
+    assert keys["keys"][0]["kid"] == "silta-audit" and "d" not in keys["keys"][0]
+    await api.get(f"/v1/clients/{world['cid']}", headers=sys(auth, "05"))  # the chain grows on: still valid
+    await seal(app)
+    check = await api.post(
+        "/v1/audit/checkpoints/verify", json={"signature": checkpoint["signature"]}, headers=auth("admin")
+    )
+    assert check.json()["valid"] is True and check.json()["position"] == checkpoint["position"]
+    forged = checkpoint["signature"][:-4] + ("AAAA" if not checkpoint["signature"].endswith("AAAA") else "BBBB")
+    bad = await api.post("/v1/audit/checkpoints/verify", json={"signature": forged}, headers=auth("admin"))
+    assert bad.json()["valid"] is False
+    await tamper(app, "UPDATE audit_chain SET chain_hash = :h WHERE position = 1", h="e" * 64)
+    broken = await api.post(
+        "/v1/audit/checkpoints/verify", json={"signature": checkpoint["signature"]}, headers=auth("admin")
+    )
+    assert broken.json()["valid"] is False
+    assert (await api.post("/v1/audit/checkpoints", headers=auth("auditor", region="05"))).status_code == 403
+    assert (await api.get("/v1/audit/verify", headers=coord(auth, "05"))).status_code == 403
+
+
+@pytest.mark.postgres_only
+async def test_concurrent_writers_leave_a_chain_without_gaps(api, auth, app):
+    """8 writers × 50 writes at once (and a sealer running through them): every entry sealed once."""
+    headers = coord(auth, "05")
+
+    async def writer(n: int) -> None:
+        for i in range(50):
+            response = await api.post(
+                "/v1/workers", json={"region": "05", "name": f"W{n}-{i}", "role": "counsellor"}, headers=headers
+            )
+            assert response.status_code == 201
+
+    async def sealer() -> None:
+        for _ in range(20):
+            await seal(app)
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(writer(n) for n in range(8)), sealer())
+    await seal(app)
+    report = await verify(api, auth)
+    assert report["ok"] and report["unsealed"] == 0
+    (count,) = await rows(app, "SELECT count(*) AS n FROM change_event")
+    assert count["n"] == 400
+    positions = [r["position"] for r in await rows(app, "SELECT position FROM audit_chain ORDER BY position")]
+    assert positions == list(range(1, len(positions) + 1))
+    (linked,) = await rows(app, "SELECT count(*) AS n FROM audit_chain WHERE log = 'change'")
+    assert linked["n"] == 400
+
+
+async def test_known_at_reproduces_the_answer_before_a_correction(api, auth, world):
+    cid = world["cid"]
+    day_ago_20 = (today() - 20 * DAY).isoformat()
+    before_correction = (
+        await api.get(f"/v1/clients/{cid}/responsibility", params={"as_of": day_ago_20}, headers=sys(auth, "05"))
+    ).json()
+    assert before_correction["organising"]["named_worker"]["assignment_id"] == world["org"]["id"]
+    await asyncio.sleep(0.01)
+    moment = dt.datetime.now(dt.UTC).isoformat()
+    await asyncio.sleep(0.01)
+    # the correction: the worker in fact left 25 days ago
+    corrected = await api.post(
+        f"/v1/assignments/{world['org']['id']}/end",
+        json={"end_date": (today() - 25 * DAY).isoformat(), "reason": "recorded late"},
+        headers=sys(auth, "05"),
+    )
+    assert corrected.status_code == 200, corrected.text
+    now = (
+        await api.get(f"/v1/clients/{cid}/responsibility", params={"as_of": day_ago_20}, headers=sys(auth, "05"))
+    ).json()
+    assert now["organising"]["named_worker"] is None and now["compliance"] == "gap"
+    then = (
+        await api.get(
+            f"/v1/clients/{cid}/responsibility",
+            params={"as_of": day_ago_20, "known_at": moment},
+            headers=sys(auth, "05"),
+        )
+    ).json()
+    assert then["organising"]["named_worker"]["assignment_id"] == world["org"]["id"]
+
+
+async def test_auditor_queries_filter_page_and_stay_in_the_region(api, auth, app, world):
+    other = await register(api, sys(auth, "02"), organising_region="02", residence_region="02")
+    changes = (
+        await api.get("/v1/audit/changes", params={"client_id": world["cid"], "limit": 2}, headers=auth("auditor"))
+    ).json()
+    assert len(changes["items"]) == 2 and changes["next_cursor"]
+    rest = (
+        await api.get(
+            "/v1/audit/changes",
+            params={"client_id": world["cid"], "limit": 50, "cursor": changes["next_cursor"]},
+            headers=auth("auditor"),
+        )
+    ).json()
+    ids = [e["id"] for e in changes["items"] + rest["items"]]
+    assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids))
+    regional = (await api.get("/v1/audit/changes", headers=auth("auditor", region="05"))).json()["items"]
+    touched = {change["client_id"] for entry in regional for change in entry["changes"] if change["client_id"]}
+    assert other["id"] not in touched and world["cid"] in touched
+    assert (await api.get("/v1/audit/changes", headers=coord(auth, "05"))).status_code == 403
+    await api.get(f"/v1/clients/{world['cid']}", headers=sys(auth, "08", client_system="Lifecare"))
+    access = (await api.get("/v1/audit/access", params={"region": "08"}, headers=auth("auditor"))).json()["items"]
+    assert access and all(entry["actor_region"] == "08" for entry in access)
+    # the auditor's own reads were logged too, as audits
+    assert (await accesses(app))[-1]["purpose"] == "audit"
+
+
+async def test_the_clients_access_report_covers_two_years_with_disclosures(api, auth, world):
+    await api.get(f"/v1/clients/{world['cid']}", headers={**sys(auth, "08"), "X-Purpose-Of-Use": "care"})
+    report = await api.get(f"/v1/clients/{world['cid']}/access-report", headers=auth("auditor"))
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert dt.datetime.fromisoformat(body["until"]) - dt.datetime.fromisoformat(body["since"]) == dt.timedelta(days=730)
+    (shown,) = [item for item in body["items"] if item["actor_region"] == "08"]
+    assert shown["purpose"] == "care" and [d["to_region"] for d in shown["disclosed_to"]] == ["08"]
+    assert (await api.get(f"/v1/clients/{world['cid']}/access-report", headers=coord(auth, "19"))).status_code == 404
+    assert (await api.get(f"/v1/clients/{world['cid']}/access-report", headers=sys(auth, "05"))).status_code == 403
+
+
+async def test_the_export_carries_chain_positions_for_re_verification(api, auth, app, world):
+    await seal(app)
+    response = await api.get("/v1/audit/export", params={"log": "change"}, headers=auth("auditor"))
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert lines and all(line["chain_position"] and line["log"] == "change" for line in lines)
+    previous, hashes = "0" * 64, {}
+    for link in await rows(
+        app, "SELECT position, log, entry_id, entry_mac, chain_hash FROM audit_chain ORDER BY position"
+    ):
+        previous = chain.link_hash(previous, link["log"], link["entry_id"], link["entry_mac"])
+        hashes[link["position"]] = previous
+    assert all(hashes[line["chain_position"]] == line["chain_hash"] for line in lines)
+    assert (
+        await api.get("/v1/audit/export", params={"log": "change"}, headers=auth("auditor", region="05"))
+    ).status_code == 403
+
+
+def test_silta_audit_verify_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    monkeypatch.setenv("SILTA_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SILTA_DATABASE_URL", raising=False)
+    from app.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        assert runner.invoke(cli, ["migrate"]).exit_code == 0
+        assert runner.invoke(cli, ["audit", "seal"]).exit_code == 0
+        result = runner.invoke(cli, ["audit", "verify"])
+        assert result.exit_code == 0 and json.loads(result.output)["ok"] is True
+    finally:
+        get_settings.cache_clear()
