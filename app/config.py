@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     audit_key_file: Path | None = None
     audit_seal_seconds: float = 2.0
     audit_access_log: bool = True
+    audit_change_log: bool = True  # benchmarks only (the cost of logging); production refuses false
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
@@ -56,8 +57,8 @@ class Settings(BaseSettings):
                 raise ValueError("production settings need " + ", ".join(missing))
             if self.jwt_issuer == DEV_ISSUER:
                 raise ValueError("production must not use the development issuer")
-            if not self.audit_access_log:
-                raise ValueError("production must keep the access log (SILTA_AUDIT_ACCESS_LOG)")
+            if not (self.audit_access_log and self.audit_change_log):
+                raise ValueError("production must keep the access and change logs (SILTA_AUDIT_*_LOG)")
         if not 0 <= self.jwt_leeway_seconds <= 30:
             raise ValueError("SILTA_JWT_LEEWAY_SECONDS must be between 0 and 30")
         return self

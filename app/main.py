@@ -29,7 +29,7 @@ from app.routers import (
 )
 from app.security import KeyStore
 from app.services import chain
-from app.services.audit import MAC_KEY, AuditedSession, AuditKey
+from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
 
 API_VERSION = "1.0.0"
 
@@ -45,7 +45,8 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     engine = make_engine(settings)
 
     audit_key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
-    factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: audit_key})
+    info = {MAC_KEY: audit_key, NO_CHANGE_LOG: not settings.audit_change_log}
+    factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -767,7 +767,11 @@ def test_production_with_a_jwks_url_builds(sec_no_env: pytest.MonkeyPatch, tmp_p
 
 @pytest.mark.parametrize(
     ("change", "needed"),
-    [({"audit_key_file": None}, "SILTA_AUDIT_KEY_FILE"), ({"audit_access_log": False}, "access log")],
+    [
+        ({"audit_key_file": None}, "SILTA_AUDIT_KEY_FILE"),
+        ({"audit_access_log": False}, "access and change logs"),
+        ({"audit_change_log": False}, "access and change logs"),
+    ],
 )
 def test_production_needs_the_audit_key_and_the_access_log(
     sec_no_env: pytest.MonkeyPatch, tmp_path: Path, change: dict, needed: str
