@@ -190,6 +190,7 @@ class AccessReport(SQLModel):
 
 class VerifyReport(SQLModel):
     ok: bool
+    checked: int = Field(description="chain positions verified (up to the first broken one)")
     sealed: int = Field(description="entries in the chain, all verified when ok")
     unsealed: int = Field(description="entries written but not sealed yet (their MACs are checked)")
     head_position: int

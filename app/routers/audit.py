@@ -37,7 +37,7 @@ def _clients(ids: Any) -> list[uuid.UUID]:
     return [uuid.UUID(str(value)) for value in ids if value]
 
 
-@router.get("/audit/changes")
+@router.get("/audit/events")
 async def audit_changes(
     session: SessionDep,
     caller: CurrentCaller,
@@ -46,19 +46,28 @@ async def audit_changes(
     client_id: uuid.UUID | None = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
+    entity_type: Annotated[str | None, Query(max_length=40)] = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> PageOut[ChangeEntryPublic]:
     """Change entries, newest first: one per write, with every entity it changed."""
     result = await queries.changes(
-        session, caller, client_id=client_id, actor=actor, action=action, since=since, until=until, page=page
+        session,
+        caller,
+        client_id=client_id,
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        since=since,
+        until=until,
+        page=page,
     )
     await log.record(_clients(change.get("client_id") for entry in result.items for change in entry.changes))
     items = [ChangeEntryPublic.model_validate(entry, from_attributes=True) for entry in result.items]
     return PageOut(items=items, next_cursor=result.next_cursor)
 
 
-@router.get("/audit/access")
+@router.get("/audit/access-log")
 async def audit_access(
     session: SessionDep,
     caller: CurrentCaller,

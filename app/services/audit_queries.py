@@ -56,6 +56,7 @@ async def changes(
     client_id: uuid.UUID | None,
     actor: str | None,
     action: str | None,
+    entity_type: str | None = None,
     since: dt.datetime | None,
     until: dt.datetime | None,
     page: PageParams,
@@ -84,6 +85,8 @@ async def changes(
         statement = statement.where(ChangeEvent.actor == actor)
     if action:
         statement = statement.where(ChangeEvent.action == action)
+    if entity_type:
+        statement = statement.where(ChangeEvent.entity_type == entity_type)
     return await _newest_first(session, statement, ChangeEvent, page)
 
 

@@ -111,6 +111,7 @@ async def seal(session: AsyncSession, *, full: bool = False) -> int:
 @dataclass
 class Report:
     ok: bool
+    checked: int = 0
     sealed: int = 0
     unsealed: int = 0
     head_position: int = 0
@@ -138,7 +139,7 @@ async def verify(session: AsyncSession, *, upto: int | None = None) -> Report:
             if problem:
                 report.ok, report.first_broken_position, report.problem = False, expected, problem
                 return report
-            previous, expected = link.chain_hash, expected + 1
+            previous, expected, report.checked = link.chain_hash, expected + 1, expected
         report.head_position, report.head_hash = links[-1].position, links[-1].chain_hash
     report.sealed = report.head_position
     for log_name, model in LOGS.items():

@@ -177,6 +177,7 @@ async def test_the_chain_seals_everything_and_verifies(api, auth, app, world):
     sealed = await seal(app)
     report = await verify(api, auth)
     assert report["ok"] and report["unsealed"] == 0 and report["sealed"] == sealed == report["head_position"]
+    assert report["checked"] == sealed
     assert await seal(app) == 0  # nothing twice
 
 
@@ -312,24 +313,24 @@ async def test_known_at_reproduces_the_answer_before_a_correction(api, auth, wor
 async def test_auditor_queries_filter_page_and_stay_in_the_region(api, auth, app, world):
     other = await register(api, sys(auth, "02"), organising_region="02", residence_region="02")
     changes = (
-        await api.get("/v1/audit/changes", params={"client_id": world["cid"], "limit": 2}, headers=auth("auditor"))
+        await api.get("/v1/audit/events", params={"client_id": world["cid"], "limit": 2}, headers=auth("auditor"))
     ).json()
     assert len(changes["items"]) == 2 and changes["next_cursor"]
     rest = (
         await api.get(
-            "/v1/audit/changes",
+            "/v1/audit/events",
             params={"client_id": world["cid"], "limit": 50, "cursor": changes["next_cursor"]},
             headers=auth("auditor"),
         )
     ).json()
     ids = [e["id"] for e in changes["items"] + rest["items"]]
     assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids))
-    regional = (await api.get("/v1/audit/changes", headers=auth("auditor", region="05"))).json()["items"]
+    regional = (await api.get("/v1/audit/events", headers=auth("auditor", region="05"))).json()["items"]
     touched = {change["client_id"] for entry in regional for change in entry["changes"] if change["client_id"]}
     assert other["id"] not in touched and world["cid"] in touched
-    assert (await api.get("/v1/audit/changes", headers=coord(auth, "05"))).status_code == 403
+    assert (await api.get("/v1/audit/events", headers=coord(auth, "05"))).status_code == 403
     await api.get(f"/v1/clients/{world['cid']}", headers=sys(auth, "08", client_system="Lifecare"))
-    access = (await api.get("/v1/audit/access", params={"region": "08"}, headers=auth("auditor"))).json()["items"]
+    access = (await api.get("/v1/audit/access-log", params={"region": "08"}, headers=auth("auditor"))).json()["items"]
     assert access and all(entry["actor_region"] == "08" for entry in access)
     # the auditor's own reads were logged too, as audits
     assert (await accesses(app))[-1]["purpose"] == "audit"
