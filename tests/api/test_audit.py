@@ -384,3 +384,26 @@ def test_silta_audit_verify_command(tmp_path, monkeypatch):
         assert result.exit_code == 0 and json.loads(result.output)["ok"] is True
     finally:
         get_settings.cache_clear()
+
+
+async def test_the_benchmark_switches_turn_the_logs_off(api, auth, app, settings):
+    """Only benchmarks use these (production refuses them): they must really switch logging off."""
+    import httpx
+
+    from app.main import create_app
+
+    quiet = create_app(settings.model_copy(update={"audit_access_log": False, "audit_change_log": False}))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=quiet), base_url="http://silta.test") as client:
+            created = await client.post(
+                "/v1/workers", json={"region": "05", "name": "Q", "role": "counsellor"}, headers=coord(auth, "05")
+            )
+            assert created.status_code == 201
+            registered = await register(client, sys(auth, "05"))
+            assert (await client.get(f"/v1/clients/{registered['id']}", headers=sys(auth, "05"))).status_code == 200
+        assert await rows(app, "SELECT id FROM change_event") == []
+        assert await accesses(app) == []
+    finally:
+        await quiet.state.engine.dispose()
+    await api.get(f"/v1/clients/{registered['id']}", headers=sys(auth, "05"))  # the normal app logs
+    assert len(await accesses(app)) == 1
