@@ -117,7 +117,10 @@ class ChainLink(SQLModel, table=True):
     """Position ``position`` of the chain: which log entry, its MAC, and the running hash."""
 
     __tablename__ = "audit_chain"
-    __table_args__ = (UniqueConstraint("log", "entry_id", name="uq_audit_chain_entry"),)
+    __table_args__ = (
+        UniqueConstraint("log", "entry_id", name="uq_audit_chain_entry"),
+        Index("uq_audit_chain_mac", "entry_mac", unique=True),
+    )
 
     position: int = Field(sa_column=Column(BigId, primary_key=True, autoincrement=False))
     log: str = Field(sa_type=String(20))

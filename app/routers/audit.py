@@ -194,13 +194,16 @@ async def audit_keys(request: Request, caller: CurrentCaller) -> dict[str, Any]:
 )
 async def export_log(
     request: Request,
+    session: SessionDep,
     caller: CurrentCaller,
+    log: AccessLogDep,
     log_name: Annotated[Literal["change", "access", "disclosure"], Query(alias="log")],
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> StreamingResponse:
     """One log as JSON Lines with each entry's chain position and hash, for re-verification elsewhere."""
     queries.export_scope(caller)
+    await log.record(await queries.export_clients(session, log_name, since, until))  # ends this transaction
 
     async def lines() -> AsyncIterator[str]:
         async for session in session_scope(request.app.state.sessionmaker):

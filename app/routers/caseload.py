@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from app.deps import CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.caseload import CaseloadOverview, CaseloadReport, Suggestion
 from app.models.common import Service, WorkerRole
 from app.services import caseload as service
@@ -18,10 +18,17 @@ RegionCode = Annotated[str, Path(pattern=r"^\d{2}$")]
 
 @router.get("/regions/{code}/caseload")
 async def region_caseload(
-    code: RegionCode, session: SessionDep, caller: CurrentCaller, page: Pagination, as_of: dt.date | None = None
+    code: RegionCode,
+    session: SessionDep,
+    caller: CurrentCaller,
+    page: Pagination,
+    log: AccessLogDep,
+    as_of: dt.date | None = None,
 ) -> CaseloadReport:
     """Every worker's load against the target, per-role figures, and the queue (paged by limit/cursor)."""
-    return await service.region_caseload(session, caller, code, as_of=as_of, page=page)
+    report = await service.region_caseload(session, caller, code, as_of=as_of, page=page)
+    await log.record(item.client_id for item in report.queue)
+    return report
 
 
 @router.get("/regions/{code}/caseload/suggestion")

@@ -32,9 +32,11 @@ async def list_gaps(
     session: SessionDep,
     caller: CurrentCaller,
     page: Pagination,
+    log: AccessLogDep,
     region: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
     overdue: bool | None = None,
 ) -> PageOut[GapPublic]:
     """Open gaps of a region, earliest due first."""
     result = await service.list_gaps(session, caller, region=region, overdue=overdue, page=page)
+    await log.record(gap.client_id for gap in result.items)
     return PageOut(items=result.items, next_cursor=result.next_cursor)

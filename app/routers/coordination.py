@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.common import PageOut, RequestStatus
 from app.models.request import CoordinationRequestCreate, CoordinationRequestPublic, RequestAnswer
 from app.services import answers
@@ -30,6 +30,7 @@ async def list_requests(
     session: SessionDep,
     caller: CurrentCaller,
     page: Pagination,
+    log: AccessLogDep,
     to_region: Region = None,
     from_region: Region = None,
     status: RequestStatus | None = None,
@@ -39,12 +40,17 @@ async def list_requests(
     result = await service.list_requests(
         session, caller, to_region=to_region, from_region=from_region, status=status, overdue=overdue, page=page
     )
+    await log.record(request.client_id for request in result.items)
     return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.get("/coordination-requests/{request_id}")
-async def get_request(request_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> CoordinationRequestPublic:
-    return await service.get_request(session, caller, request_id)
+async def get_request(
+    request_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+) -> CoordinationRequestPublic:
+    request = await service.get_request(session, caller, request_id)
+    await log.record([request.client_id])
+    return request
 
 
 @router.post("/coordination-requests/{request_id}/accept")

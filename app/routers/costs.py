@@ -48,11 +48,13 @@ async def list_decisions(
     session: SessionDep,
     caller: CurrentCaller,
     page: Pagination,
+    log: AccessLogDep,
     payer_region: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
     status: DecisionStatus | None = None,
 ) -> PageOut[CostDecisionPublic]:
     """Decisions the caller's region is a party to (payer, proposer or counterparty)."""
     result = await service.list_decisions(session, caller, payer_region=payer_region, status=status, page=page)
+    await log.record(decision.client_id for decision in result.items)
     return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 

@@ -34,10 +34,11 @@ async def client_pairs(
 
 @router.get("/workers/{worker_id}/pairs")
 async def worker_pairs(
-    worker_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, page: Pagination
+    worker_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, page: Pagination, log: AccessLogDep
 ) -> PageOut[PairPublic]:
     """The worker's pairs on clients the caller may see."""
     result = await service.worker_pairs(session, caller, worker_id, page=page)
+    await log.record(pair.client_id for pair in result.items)
     return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 

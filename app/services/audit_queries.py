@@ -228,6 +228,27 @@ async def export(
         after = rows[-1][0].id
 
 
+async def export_clients(
+    session: AsyncSession, log: str, since: dt.datetime | None, until: dt.datetime | None
+) -> list[uuid.UUID]:
+    """The clients an export of ``log`` names (for the export's own access entry)."""
+    if log == "disclosure":
+        statement: Any = select(Disclosure.client_id).where(*_window(col(Disclosure.occurred_at), since, until))
+    elif log == "access":
+        statement = (
+            select(AccessEntryClient.client_id)
+            .join(AccessEntry, col(AccessEntry.id) == AccessEntryClient.entry_id)
+            .where(*_window(col(AccessEntry.occurred_at), since, until))
+        )
+    else:
+        statement = (
+            select(ChangeEventClient.client_id)
+            .join(ChangeEvent, col(ChangeEvent.id) == ChangeEventClient.event_id)
+            .where(*_window(col(ChangeEvent.occurred_at), since, until))
+        )
+    return list((await session.exec(statement.distinct())).all())
+
+
 def export_scope(caller: Caller) -> ColumnElement[bool]:
     """Exports are whole logs: national auditors only."""
     if not caller.national:

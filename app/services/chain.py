@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models.audit import AccessEntry, ChainLink, ChangeEvent, Disclosure
+from app.models.audit import AccessEntry, AccessEntryClient, ChainLink, ChangeEvent, ChangeEventClient, Disclosure
 from app.models.common import utcnow
 from app.security import read_checkpoint, sign_checkpoint
 from app.services.audit import entry_mac, mac_key
@@ -54,8 +55,9 @@ BATCH = 5_000
 SEAL_LOCK = 0x5117A  # the advisory lock key of the sealer
 
 
-def link_hash(previous: str, log_name: str, entry_id: int, mac: str) -> str:
-    return hashlib.sha256(f"{previous}|{log_name}|{entry_id}|{mac}".encode()).hexdigest()
+def link_hash(key: bytes, previous: str, log_name: str, entry_id: int, mac: str) -> str:
+    """Keyed (HMAC-SHA256), so the chain cannot be recomputed after an edit without the audit key."""
+    return hmac.new(key, f"{previous}|{log_name}|{entry_id}|{mac}".encode(), hashlib.sha256).hexdigest()
 
 
 async def _head(session: AsyncSession) -> tuple[int, str]:
@@ -71,6 +73,7 @@ async def seal(session: AsyncSession, *, full: bool = False) -> int:
     """Append every unsealed entry to the chain (oldest first); returns how many were sealed."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         await session.exec(select(func.pg_advisory_xact_lock(SEAL_LOCK)))
+    key = mac_key(session)
     position, previous = await _head(session)
     sealed = 0
     while True:
@@ -87,11 +90,18 @@ async def seal(session: AsyncSession, *, full: bool = False) -> int:
             pending += [(occurred, log_name, entry_id, mac) for entry_id, occurred, mac in rows]
         if not pending:
             break
+        batch = sorted(pending)[:BATCH]
+        replayed = set(
+            await session.exec(select(ChainLink.entry_mac).where(col(ChainLink.entry_mac).in_([b[3] for b in batch])))
+        )
         links = []
         now = utcnow()
-        for _, log_name, entry_id, mac in sorted(pending)[:BATCH]:
+        for _, log_name, entry_id, mac in batch:
+            if mac in replayed:  # a copy of an entry already sealed: left out, and reported by verify
+                continue
+            replayed.add(mac)
             position += 1
-            previous = link_hash(previous, log_name, entry_id, mac)
+            previous = link_hash(key, previous, log_name, entry_id, mac)
             links.append(
                 {
                     "position": position,
@@ -102,6 +112,8 @@ async def seal(session: AsyncSession, *, full: bool = False) -> int:
                     "sealed_at": now,
                 }
             )
+        if not links:
+            break
         await session.exec(insert(ChainLink).values(links))
         sealed += len(links)
     await session.commit()
@@ -134,8 +146,9 @@ async def verify(session: AsyncSession, *, upto: int | None = None) -> Report:
         if not links:
             break
         entries = await _entries(session, links)
+        indexed = await _indexed_clients(session, links)
         for link in links:
-            problem = _check(link, expected, previous, entries, key)
+            problem = _check(link, expected, previous, entries, key) or _check_index(link, entries, indexed)
             if problem:
                 report.ok, report.first_broken_position, report.problem = False, expected, problem
                 return report
@@ -145,12 +158,46 @@ async def verify(session: AsyncSession, *, upto: int | None = None) -> Report:
     for log_name, model in LOGS.items():
         unsealed = (await session.exec(select(model).where(_unsealed(model, log_name)).order_by(model.id))).all()  # type: ignore[attr-defined]
         report.unsealed += len(unsealed)
+        macs = [entry.mac for entry in unsealed]  # type: ignore[attr-defined]
+        sealed_macs = set(await session.exec(select(ChainLink.entry_mac).where(col(ChainLink.entry_mac).in_(macs))))
         for entry in unsealed:
             if entry_mac(key, log_name, entry) != entry.mac:  # type: ignore[attr-defined]
-                report.forged_entries.append({"log": log_name, "id": entry.id})  # type: ignore[attr-defined]
+                report.forged_entries.append({"log": log_name, "id": entry.id, "why": "mac"})  # type: ignore[attr-defined]
+            elif entry.mac in sealed_macs:  # type: ignore[attr-defined]
+                report.forged_entries.append({"log": log_name, "id": entry.id, "why": "replayed"})  # type: ignore[attr-defined]
     if report.forged_entries:
         report.ok, report.problem = False, "forged_entry"
     return report
+
+
+async def _indexed_clients(session: AsyncSession, links: Sequence[ChainLink]) -> dict[tuple[str, int], set[str]]:
+    """The per-client index rows of the entries in ``links`` (what access reports and filters rely on)."""
+    found: dict[tuple[str, int], set[str]] = {}
+    for log_name, table, column in (
+        ("change", ChangeEventClient, ChangeEventClient.event_id),
+        ("access", AccessEntryClient, AccessEntryClient.entry_id),
+    ):
+        ids = [link.entry_id for link in links if link.log == log_name]
+        if ids:
+            for entry_id, client_id in await session.exec(
+                select(col(column), col(table.client_id)).where(col(column).in_(ids))
+            ):
+                found.setdefault((log_name, entry_id), set()).add(str(client_id))
+    return found
+
+
+def _check_index(
+    link: ChainLink, entries: dict[tuple[str, int], Any], indexed: dict[tuple[str, int], set[str]]
+) -> str | None:
+    """The index rows must name exactly the clients the (MACed) entry names."""
+    entry = entries[(link.log, link.entry_id)]
+    if link.log == "change":
+        named = {change["client_id"] for change in entry.changes if change.get("client_id")}
+    elif link.log == "access":
+        named = set(entry.client_ids)
+    else:
+        return None
+    return None if named == indexed.get((link.log, link.entry_id), set()) else "index_modified"
 
 
 async def _entries(session: AsyncSession, links: Sequence[ChainLink]) -> dict[tuple[str, int], Any]:
@@ -173,7 +220,7 @@ def _check(
         return "entry_deleted"
     if entry_mac(key, link.log, entry) != entry.mac or entry.mac != link.entry_mac:
         return "entry_modified"
-    if link_hash(previous, link.log, link.entry_id, link.entry_mac) != link.chain_hash:
+    if link_hash(key, previous, link.log, link.entry_id, link.entry_mac) != link.chain_hash:
         return "chain_modified"
     return None
 

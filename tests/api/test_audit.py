@@ -65,7 +65,26 @@ async def world(api, auth):
             headers=sys(auth, "05"),
         )
     ).json()
-    return {"client": client, "cid": client["id"], "org": org, "decision": decision}
+    pair = (
+        await api.post(
+            f"/v1/clients/{client['id']}/pairs",
+            json={"worker_ids": [w05["id"], w08["id"]], "kind": "cross_region"},
+            headers=sys(auth, "05"),
+        )
+    ).json()
+    waiting = await register(api, sys(auth, "05"))  # no workers: gaps, a request and a queue entry
+    requests = (await api.get("/v1/coordination-requests", headers=coord(auth, "05"))).json()["items"]
+    request = next(r for r in requests if r["client_id"] == waiting["id"])
+    return {
+        "client": client,
+        "cid": client["id"],
+        "org": org,
+        "decision": decision,
+        "pair": pair,
+        "w08": w08,
+        "waiting": waiting,
+        "request": request,
+    }
 
 
 PERSONAL_READS = [
@@ -80,27 +99,113 @@ PERSONAL_READS = [
     ("GET", "/v1/clients/{cid}/cost-decisions", None),
     ("GET", "/v1/cost-decisions/{decision}", None),
     ("GET", "/v1/clients/{cid}/access-report", None),
+    ("GET", "/v1/cost-decisions", None),
+    ("GET", "/v1/workers/{w08}/pairs", None),
+    ("GET", "/v1/coordination-requests", None),
+    ("GET", "/v1/coordination-requests/{request}", "WAITING"),
+    ("GET", "/v1/compliance/gaps", "WAITING"),
+    ("GET", "/v1/regions/{region}/caseload", "WAITING"),
+    ("GET", "/v1/audit/events", None),
+    ("GET", "/v1/audit/access-log", "AUDIT"),
+    ("GET", "/v1/audit/disclosures", "DISCLOSED"),
+    ("GET", "/v1/audit/export?log=change", None),
 ]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), PERSONAL_READS)
 async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, world, method, path, body):
-    url = path.format(cid=world["cid"], decision=world["decision"]["id"])
+    url = path.format(
+        cid=world["cid"],
+        decision=world["decision"]["id"],
+        w08=world["w08"]["id"],
+        request=world["request"]["id"],
+        region="05",
+    )
     payload = {"personal_id": world["client"]["personal_id"]} if body == "SEARCH" else None
     headers = {**coord(auth, "05"), "X-Purpose-Of-Use": "care"}
+    if path.startswith("/v1/audit"):
+        headers = {**auth("auditor"), "X-Purpose-Of-Use": "care"}
+    if body == "AUDIT":
+        await api.get(f"/v1/clients/{world['cid']}", headers=coord(auth, "05"))
+    if body == "DISCLOSED":
+        await api.get(f"/v1/clients/{world['cid']}", headers=coord(auth, "08"))
     before = await accesses(app)
     response = await api.request(method, url, json=payload, headers=headers)
     assert response.status_code == 200, response.text
     after = await accesses(app)
     assert len(after) == len(before) + 1
     entry = after[-1]
-    assert (entry["method"], entry["endpoint"], entry["purpose"], entry["actor_region"]) == (
-        method,
-        path.replace("{cid}", "{client_id}").replace("{decision}", "{decision_id}"),
-        "care",
-        "05",
+    template = (
+        path.split("?")[0]
+        .replace("{cid}", "{client_id}")
+        .replace("{decision}", "{decision_id}")
+        .replace("{w08}", "{worker_id}")
+        .replace("{request}", "{request_id}")
+        .replace("{region}", "{code}")
     )
-    assert world["cid"] in entry["client_ids"]
+    assert (entry["method"], entry["endpoint"], entry["purpose"]) == (method, template, "care")
+    expected = world["waiting"]["id"] if body == "WAITING" else world["cid"]
+    assert expected in entry["client_ids"]
+
+
+def _schemas_naming_clients(spec: dict) -> set[str]:
+    """Component schemas that carry a client id, directly or through the schemas they contain."""
+    schemas = spec["components"]["schemas"]
+
+    def names(schema: dict, seen: set[str]) -> bool:
+        if "$ref" in schema:
+            ref = schema["$ref"].split("/")[-1]
+            return ref not in seen and names(schemas[ref], seen | {ref})
+        if {"client_id", "client_ids"} & set(schema.get("properties", {})):
+            return True
+        parts = [*schema.get("properties", {}).values(), *schema.get("anyOf", []), *schema.get("allOf", [])]
+        if "items" in schema:
+            parts.append(schema["items"])
+        return any(names(part, seen) for part in parts)
+
+    return {name for name, schema in schemas.items() if names(schema, {name})}
+
+
+def test_every_read_that_names_clients_is_access_logged_here():
+    """A new GET answering with client ids fails this until it is in PERSONAL_READS (and so logged)."""
+    from app.config import Settings
+    from app.main import create_app
+
+    spec = create_app(Settings(database_url="sqlite://")).openapi()
+    naming = _schemas_naming_clients(spec)
+    reads = set()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("responses", {}).get("200", {}).get("content", {})
+            schema = json.dumps(content)
+            if (
+                any(f'"#/components/schemas/{name}"' in schema for name in naming)
+                or method == "get"
+                and path
+                in {
+                    "/v1/cost-decisions/export",
+                    "/v1/audit/export",
+                    "/v1/regions/{code}/caseload/export",
+                }
+            ):
+                reads.add((method.upper(), path))
+    writes = {(m, p) for m, p in reads if m != "GET" and p != "/v1/clients/search"}
+    covered = {
+        (
+            method,
+            path.split("?")[0]
+            .replace("{cid}", "{client_id}")
+            .replace("{decision}", "{decision_id}")
+            .replace("{w08}", "{worker_id}")
+            .replace("{request}", "{request_id}")
+            .replace("{region}", "{code}"),
+        )
+        for method, path, _ in PERSONAL_READS
+    }
+    # the caseload CSV lists workers only; the cost export (logged by its route, payer-region callers only)
+    # is not in the table above because the table reads as region 05's coordinator
+    exempt = {("GET", "/v1/regions/{code}/caseload/export"), ("GET", "/v1/cost-decisions/export")}
+    assert reads - writes - exempt <= covered, sorted(reads - writes - exempt - covered)
 
 
 async def test_the_purpose_defaults_by_role_and_must_be_known(api, auth, app, world):
@@ -191,6 +296,9 @@ async def test_the_chain_seals_everything_and_verifies(api, auth, app, world):
         ("delete_link", "position_missing"),
         ("rewrite_link", "chain_modified"),
         ("insert_entry", "forged_entry"),
+        ("copy_entry", "forged_entry"),
+        ("delete_index", "index_modified"),
+        ("rehash_unkeyed", "chain_modified"),
     ],
 )
 async def test_the_chain_detects_each_kind_of_tampering(api, auth, app, world, attack, problem):
@@ -211,6 +319,23 @@ async def test_the_chain_detects_each_kind_of_tampering(api, auth, app, world, a
         await tamper(app, "DELETE FROM audit_chain WHERE position = 2")
     elif attack == "rewrite_link":
         await tamper(app, "UPDATE audit_chain SET chain_hash = :h WHERE position = 3", h="f" * 64)
+    elif attack == "copy_entry":  # the app's own database user may insert: a replayed copy of a real entry
+        await tamper(
+            app,
+            "INSERT INTO access_log (occurred_at, actor, roles, actor_region, client_system, request_id, method,"
+            " endpoint, purpose, client_ids, mac) SELECT occurred_at, actor, roles, actor_region, client_system,"
+            " request_id, method, endpoint, purpose, client_ids, mac FROM access_log WHERE id = (SELECT min(id) FROM"
+            " access_log)",
+        )
+        await seal(app)
+    elif attack == "delete_index":  # the rows the client's access report reads
+        await tamper(app, "DELETE FROM access_log_client")
+    elif attack == "rehash_unkeyed":  # rewrite an entry and recompute the chain as plain SHA-256 would allow
+        import hashlib
+
+        await tamper(
+            app, "UPDATE audit_chain SET chain_hash = :h WHERE position = 1", h=hashlib.sha256(b"x").hexdigest()
+        )
     else:
         await tamper(
             app,
@@ -223,6 +348,18 @@ async def test_the_chain_detects_each_kind_of_tampering(api, auth, app, world, a
     assert not report["ok"] and report["problem"] == problem
     if problem != "forged_entry":
         assert report["first_broken_position"] is not None
+
+
+async def test_cutting_off_the_end_of_the_chain_is_caught_by_a_checkpoint(api, auth, app, world):
+    await api.get(f"/v1/clients/{world['cid']}/history", headers=sys(auth, "08"))
+    checkpoint = (await api.post("/v1/audit/checkpoints", headers=auth("auditor"))).json()
+    head = checkpoint["position"]
+    await tamper(app, "DELETE FROM audit_chain WHERE position = :p", p=head)
+    await tamper(app, "DELETE FROM disclosure_log")
+    check = await api.post(
+        "/v1/audit/checkpoints/verify", json={"signature": checkpoint["signature"]}, headers=auth("admin")
+    )
+    assert check.json()["valid"] is False
 
 
 async def test_a_signed_checkpoint_verifies_later_and_catches_a_rewrite(api, auth, app, world):
@@ -354,11 +491,14 @@ async def test_the_export_carries_chain_positions_for_re_verification(api, auth,
     assert response.status_code == 200
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert lines and all(line["chain_position"] and line["log"] == "change" for line in lines)
+    from app.services.audit import MAC_KEY
+
+    key = app.state.sessionmaker.kw["info"][MAC_KEY].mac
     previous, hashes = "0" * 64, {}
     for link in await rows(
         app, "SELECT position, log, entry_id, entry_mac, chain_hash FROM audit_chain ORDER BY position"
     ):
-        previous = chain.link_hash(previous, link["log"], link["entry_id"], link["entry_mac"])
+        previous = chain.link_hash(key, previous, link["log"], link["entry_id"], link["entry_mac"])
         hashes[link["position"]] = previous
     assert all(hashes[line["chain_position"]] == line["chain_hash"] for line in lines)
     assert (
