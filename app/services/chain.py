@@ -52,6 +52,7 @@ LOGS: dict[str, type[SQLModel]] = {"change": ChangeEvent, "access": AccessEntry,
 GENESIS = "0" * 64
 LOOKBACK = 10_000
 BATCH = 5_000
+ROUNDS = 20  # batches per call of the background sealer
 SEAL_LOCK = 0x5117A  # the advisory lock key of the sealer
 
 
@@ -70,54 +71,62 @@ def _unsealed(model: Any, log_name: str) -> Any:
 
 
 async def seal(session: AsyncSession, *, full: bool = False) -> int:
-    """Append every unsealed entry to the chain (oldest first); returns how many were sealed."""
+    """Append the unsealed entries to the chain (oldest first), one committed batch at a time.
+
+    Each batch is its own short transaction (taking the sealer lock anew), so under sustained
+    load the chain advances batch by batch instead of holding one transaction and the lock for as
+    long as entries keep arriving; one call seals at most ``ROUNDS`` batches unless ``full``.
+    """
+    total = 0
+    for _ in range(ROUNDS if not full else 1_000_000):
+        sealed, more = await _seal_batch(session, full=full)
+        await session.commit()
+        total += sealed
+        if not more:
+            break
+    return total
+
+
+async def _seal_batch(session: AsyncSession, *, full: bool) -> tuple[int, bool]:
+    """Seal one batch; returns (how many were sealed, whether a full batch was found)."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         await session.exec(select(func.pg_advisory_xact_lock(SEAL_LOCK)))
     key = mac_key(session)
     position, previous = await _head(session)
-    sealed = 0
-    while True:
-        pending: list[tuple[dt.datetime, str, int, str]] = []
-        for log_name, model in LOGS.items():
-            statement = select(model.id, model.occurred_at, model.mac).where(_unsealed(model, log_name))  # type: ignore[attr-defined]
-            if not full:
-                highest = (
-                    await session.exec(select(func.max(ChainLink.entry_id)).where(ChainLink.log == log_name))
-                ).one()
-                if highest is not None:
-                    statement = statement.where(model.id > highest - LOOKBACK)  # type: ignore[attr-defined]
-            rows = await session.exec(statement.order_by(model.id).limit(BATCH))  # type: ignore[attr-defined]
-            pending += [(occurred, log_name, entry_id, mac) for entry_id, occurred, mac in rows]
-        if not pending:
-            break
-        batch = sorted(pending)[:BATCH]
-        replayed = set(
-            await session.exec(select(ChainLink.entry_mac).where(col(ChainLink.entry_mac).in_([b[3] for b in batch])))
+    pending: list[tuple[dt.datetime, str, int, str]] = []
+    for log_name, model in LOGS.items():
+        statement = select(model.id, model.occurred_at, model.mac).where(_unsealed(model, log_name))  # type: ignore[attr-defined]
+        if not full:
+            highest = (await session.exec(select(func.max(ChainLink.entry_id)).where(ChainLink.log == log_name))).one()
+            if highest is not None:
+                statement = statement.where(model.id > highest - LOOKBACK)  # type: ignore[attr-defined]
+        rows = await session.exec(statement.order_by(model.id).limit(BATCH))  # type: ignore[attr-defined]
+        pending += [(occurred, log_name, entry_id, mac) for entry_id, occurred, mac in rows]
+    batch = sorted(pending)[:BATCH]
+    replayed = set(
+        await session.exec(select(ChainLink.entry_mac).where(col(ChainLink.entry_mac).in_([b[3] for b in batch])))
+    )
+    links = []
+    now = utcnow()
+    for _, log_name, entry_id, mac in batch:
+        if mac in replayed:  # a copy of an entry already sealed: left out, and reported by verify
+            continue
+        replayed.add(mac)
+        position += 1
+        previous = link_hash(key, previous, log_name, entry_id, mac)
+        links.append(
+            {
+                "position": position,
+                "log": log_name,
+                "entry_id": entry_id,
+                "entry_mac": mac,
+                "chain_hash": previous,
+                "sealed_at": now,
+            }
         )
-        links = []
-        now = utcnow()
-        for _, log_name, entry_id, mac in batch:
-            if mac in replayed:  # a copy of an entry already sealed: left out, and reported by verify
-                continue
-            replayed.add(mac)
-            position += 1
-            previous = link_hash(key, previous, log_name, entry_id, mac)
-            links.append(
-                {
-                    "position": position,
-                    "log": log_name,
-                    "entry_id": entry_id,
-                    "entry_mac": mac,
-                    "chain_hash": previous,
-                    "sealed_at": now,
-                }
-            )
-        if not links:
-            break
+    if links:
         await session.exec(insert(ChainLink).values(links))
-        sealed += len(links)
-    await session.commit()
-    return sealed
+    return len(links), len(links) == BATCH
 
 
 @dataclass
