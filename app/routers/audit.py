@@ -92,8 +92,9 @@ async def audit_access(
         until=until,
         page=page,
     )
-    await log.record(_clients(value for entry in result.items for value in entry.client_ids))
     items = [AccessEntryPublic.model_validate(entry, from_attributes=True) for entry in result.items]
+    items = await queries.only_own_clients(session, caller, items)
+    await log.record(_clients(value for entry in items for value in entry.client_ids))
     return PageOut(items=items, next_cursor=result.next_cursor)
 
 

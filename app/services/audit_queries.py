@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.access import ADMIN, AUDITOR, COORDINATOR, Caller
 from app.errors import Forbidden, ValidationFailed
 from app.models.audit import AccessEntry, AccessEntryClient, ChainLink, ChangeEvent, ChangeEventClient, Disclosure
+from app.models.client import ResponsibilityPeriod
 from app.services.access import client_for, held
 from app.services.pagination import Page, PageParams, paginate
 
@@ -131,6 +132,24 @@ def _about(client_id: uuid.UUID) -> ColumnElement[bool]:
             AccessEntryClient.entry_id == AccessEntry.id, AccessEntryClient.client_id == client_id
         )
     )
+
+
+async def only_own_clients(session: AsyncSession, caller: Caller, items: list[Any]) -> list[Any]:
+    """A region-scoped auditor sees, in each access entry, only the clients its region holds or held."""
+    if caller.national or caller.region is None:
+        return items
+    named = {value for item in items for value in item.client_ids}
+    held_ids = {
+        str(client_id)
+        for client_id in await session.exec(
+            select(ResponsibilityPeriod.client_id).where(
+                col(ResponsibilityPeriod.client_id).in_([uuid.UUID(value) for value in named]),
+                ResponsibilityPeriod.region == caller.region,
+                col(ResponsibilityPeriod.retracted_at).is_(None),
+            )
+        )
+    }
+    return [item.model_copy(update={"client_ids": [c for c in item.client_ids if c in held_ids]}) for item in items]
 
 
 async def disclosures(

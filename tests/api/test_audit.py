@@ -547,3 +547,16 @@ async def test_the_benchmark_switches_turn_the_logs_off(api, auth, app, settings
         await quiet.state.engine.dispose()
     await api.get(f"/v1/clients/{registered['id']}", headers=sys(auth, "05"))  # the normal app logs
     assert len(await accesses(app)) == 1
+
+
+async def test_a_regional_auditor_sees_only_its_own_clients_in_access_entries(api, auth, app, world):
+    other = await register(api, sys(auth, "02"), organising_region="02", residence_region="02")
+    national = auth("auditor")
+    listed = await api.post(
+        "/v1/clients/search", json={"personal_id": world["client"]["personal_id"]}, headers=national
+    )
+    assert listed.status_code == 200
+    await api.get("/v1/clients", headers=national)  # one entry naming clients of 05 and of 02
+    entries = (await api.get("/v1/audit/access-log", headers=auth("auditor", region="05"))).json()["items"]
+    named = {client for entry in entries for client in entry["client_ids"]}
+    assert world["cid"] in named and other["id"] not in named
