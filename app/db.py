@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction, async_sessionmaker, create_async_engine
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -93,3 +93,47 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
     """One session per request; services commit, this only closes (rolling back leftovers)."""
     async with factory() as session:
         yield session
+
+
+class OuterTransaction:
+    """One database transaction around work whose services commit as they go.
+
+    The session is joined to a transaction begun here, so each ``session.commit()`` of a
+    service only releases a savepoint (its change entry is still written by that commit) and
+    nothing is durable until ``commit()`` here. Idempotent requests use it to store their
+    response with their effect; imports use it to apply a whole file or nothing.
+    """
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self.factory = factory
+        self.connection: AsyncConnection | None = None
+        self.transaction: AsyncTransaction | None = None
+        self.session: AsyncSession | None = None
+
+    async def begin(self) -> AsyncSession:
+        engine = self.factory.kw["bind"]
+        self.connection = await engine.connect()
+        self.transaction = await self.connection.begin()
+        self.session = self.factory(bind=self.connection, join_transaction_mode="create_savepoint")
+        return self.session
+
+    @property
+    def active(self) -> bool:
+        return self.transaction is not None and self.transaction.is_active
+
+    async def commit(self) -> None:
+        await self._end(commit=True)
+
+    async def rollback(self) -> None:
+        await self._end(commit=False)
+
+    async def _end(self, *, commit: bool) -> None:
+        try:
+            if self.session is not None:
+                await self.session.close()
+            if self.transaction is not None and self.transaction.is_active:
+                await (self.transaction.commit() if commit else self.transaction.rollback())
+        finally:
+            if self.connection is not None:
+                await self.connection.close()
+            self.session = self.transaction = self.connection = None
