@@ -62,6 +62,11 @@ class LogFilter:
     until: dt.datetime | None = None
 
 
+def _equal(*pairs: tuple[Any, Any]) -> list[ColumnElement[bool]]:
+    """``column == value`` for each (column, value) whose value is given: None or "" filter nothing."""
+    return [column == value for column, value in pairs if value]
+
+
 def _names_client(model: Any, condition: Any) -> ColumnElement[bool]:
     """The entry names a client (a row of its per-client table) that meets ``condition(client_id)``."""
     link, joins = _CLIENT_LINKS[model]
@@ -83,9 +88,7 @@ def _readable(caller: Caller, model: Any, filters: LogFilter) -> Any:
         )
     if filters.client_id is not None:
         statement = statement.where(_names_client(model, lambda client: client == filters.client_id))
-    if filters.actor:
-        statement = statement.where(model.actor == filters.actor)
-    return statement
+    return statement.where(*_equal((model.actor, filters.actor)))
 
 
 async def changes(
@@ -99,10 +102,7 @@ async def changes(
 ) -> Page[ChangeEvent]:
     require_auditor(caller)
     statement = _readable(caller, ChangeEvent, filters)
-    if action:
-        statement = statement.where(ChangeEvent.action == action)
-    if entity_type:
-        statement = statement.where(ChangeEvent.entity_type == entity_type)
+    statement = statement.where(*_equal((ChangeEvent.action, action), (ChangeEvent.entity_type, entity_type)))
     return await _newest_first(session, statement, ChangeEvent, page)
 
 
@@ -117,10 +117,7 @@ async def accesses(
 ) -> Page[AccessEntry]:
     require_auditor(caller)
     statement = _readable(caller, AccessEntry, filters)
-    if region:
-        statement = statement.where(AccessEntry.actor_region == region)
-    if purpose:
-        statement = statement.where(AccessEntry.purpose == purpose)
+    statement = statement.where(*_equal((AccessEntry.actor_region, region), (AccessEntry.purpose, purpose)))
     return await _newest_first(session, statement, AccessEntry, page)
 
 
@@ -161,14 +158,14 @@ async def disclosures(
         statement = statement.where(
             or_(col(Disclosure.from_region) == caller.region, col(Disclosure.to_region) == caller.region)
         )
-    if filters.client_id is not None:
-        statement = statement.where(Disclosure.client_id == filters.client_id)
-    if filters.actor:
-        statement = statement.where(Disclosure.actor == filters.actor)
-    if to_region:
-        statement = statement.where(Disclosure.to_region == to_region)
-    if from_region:
-        statement = statement.where(Disclosure.from_region == from_region)
+    statement = statement.where(
+        *_equal(
+            (Disclosure.client_id, filters.client_id),
+            (Disclosure.actor, filters.actor),
+            (Disclosure.to_region, to_region),
+            (Disclosure.from_region, from_region),
+        )
+    )
     return await _newest_first(session, statement, Disclosure, page)
 
 
