@@ -386,14 +386,8 @@ def run(
     code_before = code_digest()
     silta_url = harness.database_url(args.admin_url, args.db_name)
 
-    print(f"recreating {args.db_name} and {args.baseline_db_name}", flush=True)
-    for name in (args.db_name, args.baseline_db_name):
-        harness.recreate_database(args.admin_url, name)
-        created.append(name)
-
-    data_dir = work / "silta-data"
-    data_dir.mkdir()
-    common = harness.silta_env(silta_url, data_dir)
+    harness.create_databases(args, created)
+    common = harness.silta_env(args, work)
     for name in (
         "SILTA_AUDIT_ACCESS_LOG",
         "SILTA_AUDIT_CHANGE_LOG",
@@ -465,9 +459,7 @@ def run(
         print(f"  check {e.key:<16} {checks[e.key]}", flush=True)
 
     idle_busy = harness.machine_busy_pct(2.0)
-    print(f"machine busy while the servers idle: {idle_busy:.0f} % of all CPUs", flush=True)
-    if idle_busy > DISTURBED_PCT:
-        print("  another workload is running: expect DISTURBED runs; compare only within this run", flush=True)
+    harness.say_how_busy(idle_busy)
     waited, _ = wait_sealed(silta_url)
     print(f"chain caught up with the seeding's entries ({waited:.1f} s)", flush=True)
     db_pid = harness.postmaster_pid(args.admin_url)

@@ -527,14 +527,8 @@ def run(
     silta_url = harness.database_url(args.admin_url, args.db_name)
     plan = DataPlan(args.workers, args.clients, args.other_workers, args.other_clients)
 
-    print(f"recreating {args.db_name} and {args.baseline_db_name}", flush=True)
-    for name in (args.db_name, args.baseline_db_name):
-        harness.recreate_database(args.admin_url, name)
-        created.append(name)
-
-    data_dir = work / "silta-data"
-    data_dir.mkdir()
-    silta_env = harness.silta_env(silta_url, data_dir)
+    harness.create_databases(args, created)
+    silta_env = harness.silta_env(args, work)
     print("migrating Silta's database", flush=True)
     harness.run_checked([PYTHON, "-m", "app.cli", "migrate"], cwd=REPO, env=silta_env)
     print(f"generating {plan}", flush=True)
@@ -605,9 +599,7 @@ def run(
         print(f"  {target.key:<20} median {one.median_ms:8.2f} ms  max {one.max_ms:8.2f} ms  {one.check}")
 
     idle_busy = harness.wait_for_quiet(args.wait_quiet)
-    print(f"machine busy while the servers idle: {idle_busy:.0f} % of all CPUs", flush=True)
-    if idle_busy > DISTURBED_PCT:
-        print("  another workload is running: expect DISTURBED runs; compare only within this run", flush=True)
+    harness.say_how_busy(idle_busy)
     db_pid = harness.postmaster_pid(args.admin_url)
     jsonl = work / "load.jsonl"
     results: list[Measured] = []

@@ -6,14 +6,15 @@ The pieces, in the order a run uses them:
   bounds), ``arg_problems`` (what is out of bounds), ``settle_args`` (loopback check, CPU pinning);
 - processes: ``Processes`` starts every child in its own process group and ends exactly those;
   ``run_checked`` runs a short command (``silta migrate``, ``silta token``) to completion;
-- databases: ``recreate_database`` / ``drop_database`` on the loopback PostgreSQL,
-  ``database_url``, ``postmaster_pid`` (for load.py's database CPU accounting), ``silta_env``;
+- databases: ``create_databases`` (both, recreated empty), ``recreate_database`` /
+  ``drop_database`` on the loopback PostgreSQL, ``database_url``, ``postmaster_pid`` (for
+  load.py's database CPU accounting), ``silta_env`` (Silta's environment: database, dev keys);
 - servers: ``start_baseline`` (the bare-framework yardstick from ``../shared/bench/``),
   ``start_server`` (anything else, e.g. Silta via ``uvicorn_argv``), ``wait_ready``,
   ``check_alive``, ``seed_baseline``;
 - load: ``Target`` (one URL of one server), ``measure`` (one bounded load.py invocation, wrk
   pinned to the other CPU), ``Measured`` (its median and runs; subclass it to add fields),
-  ``wait_for_quiet`` / ``machine_busy_pct`` (is another workload running?);
+  ``wait_for_quiet`` / ``machine_busy_pct`` / ``say_how_busy`` (is another workload running?);
 - results: ``report_header``, ``machine_info``, and ``run_benchmark``, which wraps a script's
   ``run`` and ``markdown``: it writes ``results/<name>-<UTC time>.json`` and ``.md`` and, also on
   error, Ctrl-C or SIGTERM, stops every process and drops every database the run created.
@@ -21,9 +22,8 @@ The pieces, in the order a run uses them:
 A new benchmark (see ``caseload.py`` for a full one)::
 
     def run(args, procs, work, created, started) -> dict:
-        for name in (args.db_name, args.baseline_db_name):
-            harness.recreate_database(args.admin_url, name)
-            created.append(name)
+        harness.create_databases(args, created)
+        env = harness.silta_env(args, work)  # then: silta migrate, silta token, ... with env=env
         baseline = harness.start_baseline(procs, args, work)
         ...  # start Silta with start_server, wait_ready both, build Targets, measure
         return {**harness.report_header("mine", started, __file__), "results": [asdict(m) for m in results]}
@@ -235,11 +235,21 @@ def postmaster_pid(admin_url: str) -> int | None:
         return None
 
 
-def silta_env(database: str, data_dir: Path) -> dict[str, str]:
-    """The environment for Silta's commands and servers: this database, a dev data folder (keys)."""
+def create_databases(args: argparse.Namespace, created: list[str]) -> None:
+    """Recreate ``--db-name`` and ``--baseline-db-name`` empty; list them in ``created`` to be dropped."""
+    print(f"recreating {args.db_name} and {args.baseline_db_name}", flush=True)
+    for name in (args.db_name, args.baseline_db_name):
+        recreate_database(args.admin_url, name)
+        created.append(name)
+
+
+def silta_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
+    """The environment for Silta's commands and servers: ``--db-name``, a dev data folder (keys) in ``work``."""
+    data_dir = work / "silta-data"
+    data_dir.mkdir()
     return {
         **os.environ,
-        "SILTA_DATABASE_URL": database,
+        "SILTA_DATABASE_URL": database_url(args.admin_url, args.db_name),
         "SILTA_DATA_DIR": str(data_dir),
         "SILTA_ENV": "development",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -469,6 +479,13 @@ def machine_busy_pct(seconds: float = 3.0) -> float:
     time.sleep(seconds)
     b1, t1 = busy_and_total()
     return 100.0 * (b1 - b0) / max(t1 - t0, 1)
+
+
+def say_how_busy(idle_busy: float) -> None:
+    """Print how busy the machine was with the servers idle, and warn when another workload runs."""
+    print(f"machine busy while the servers idle: {idle_busy:.0f} % of all CPUs", flush=True)
+    if idle_busy > DISTURBED_PCT:
+        print("  another workload is running: expect DISTURBED runs; compare only within this run", flush=True)
 
 
 def wait_for_quiet(max_seconds: float) -> float:
