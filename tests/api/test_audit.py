@@ -481,6 +481,58 @@ async def test_auditor_queries_filter_page_and_stay_in_the_region(api, auth, app
     assert (await accesses(app))[-1]["purpose"] == "audit"
 
 
+async def test_each_filter_narrows_the_audit_listings_to_the_matching_entries(api, auth, app, world):
+    await api.get(f"/v1/clients/{world['cid']}/history", headers=sys(auth, "08", client_system="Lifecare"))
+    await api.get(f"/v1/clients/{world['waiting']['id']}", headers=coord(auth, "05"))
+    auditor = auth("auditor")
+
+    async def listed(path: str, **filters: str) -> list[dict]:
+        response = await api.get(path, params={**filters, "limit": 500}, headers=auditor)
+        assert response.status_code == 200, response.text
+        return response.json()["items"]
+
+    async def check(path: str, everything: list[dict], name: str, value: str, keep) -> None:
+        top = max(e["id"] for e in everything)  # the auditor's own reads add access entries as it goes
+        expected = [e["id"] for e in everything if keep(e)]
+        assert expected and (len(everything) == 1 or len(expected) < len(everything)), (path, name)  # it narrows
+        assert [e["id"] for e in await listed(path, **{name: value}) if e["id"] <= top] == expected, (path, name)
+
+    def at(entry: dict) -> dt.datetime:
+        return dt.datetime.fromisoformat(entry["occurred_at"])
+
+    cid = world["cid"]
+    for path, link, own in (
+        (
+            "/v1/audit/events",
+            "SELECT event_id AS id FROM change_event_client",
+            (("action", "action"), ("entity_type", "entity_type")),
+        ),
+        (
+            "/v1/audit/access-log",
+            "SELECT entry_id AS id FROM access_log_client",
+            (("region", "actor_region"), ("purpose", "purpose")),
+        ),
+    ):
+        everything = await listed(path)
+        middle = everything[len(everything) // 2]
+        about = {row["id"] for row in await rows(app, link + " WHERE client_id = :c", c=key(app, cid))}
+        await check(path, everything, "client_id", cid, lambda e, about=about: e["id"] in about)
+        await check(path, everything, "actor", middle["actor"], lambda e, m=middle: e["actor"] == m["actor"])
+        for param, field in own:
+            value = next(e[field] for e in everything if e[field])
+            await check(path, everything, param, value, lambda e, f=field, v=value: e[f] == v)
+        await check(path, everything, "since", middle["occurred_at"], lambda e, m=middle: at(e) >= at(m))
+        await check(path, everything, "until", middle["occurred_at"], lambda e, m=middle: at(e) < at(m))
+
+    everything = await listed("/v1/audit/disclosures")
+    (first,) = everything
+    for name in ("client_id", "to_region", "from_region"):
+        await check("/v1/audit/disclosures", everything, name, first[name], lambda e, n=name: e[n] == first[n])
+    await check("/v1/audit/disclosures", everything, "since", first["occurred_at"], lambda e: True)
+    assert await listed("/v1/audit/disclosures", until=first["occurred_at"]) == []
+    assert await listed("/v1/audit/disclosures", to_region="02") == []
+
+
 async def test_the_clients_access_report_covers_two_years_with_disclosures(api, auth, world):
     await api.get(f"/v1/clients/{world['cid']}", headers={**sys(auth, "08"), "X-Purpose-Of-Use": "care"})
     report = await api.get(f"/v1/clients/{world['cid']}/access-report", headers=auth("auditor"))
