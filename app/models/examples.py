@@ -23,12 +23,30 @@ REQUEST_ID = "e3fdc446-d811-408c-be74-18d5d17ea564"
 GAP_ID = "8d085ea0-9857-48c8-bdd6-54e5cd74a2b5"
 
 
+REGISTERED: list[dict[str, Any]] = []
+
+
 def config(*values: dict[str, Any]) -> Any:
     """A model's ``model_config`` adding these JSON Schema ``examples`` (pydantic merges the bases' config).
 
     Typed ``Any``: SQLModel declares ``model_config`` with its own TypedDict, which ``ConfigDict`` is not.
     """
+    REGISTERED.extend(values)
     return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
+def without_nulls(value: Any) -> Any:
+    """What FastAPI publishes of an example: it drops ``None`` members (``exclude_none``) from the document."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
+def restored(published: Any) -> Any:
+    """The registered example FastAPI published as ``published``, nulls and all."""
+    return next((value for value in REGISTERED if without_nulls(value) == published), published)
 
 
 # Request bodies
