@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = 30
 
     accept_temporary_ids: bool = False
+    require_if_match: bool = False
     default_grace_days: int = 14
 
     audit_key_file: Path | None = None

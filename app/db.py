@@ -11,7 +11,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -121,6 +127,12 @@ class OuterTransaction:
     def active(self) -> bool:
         return self.transaction is not None and self.transaction.is_active
 
+    async def close_session(self) -> None:
+        """End the session (rolling back an unfinished savepoint) but keep the transaction open."""
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
     async def commit(self) -> None:
         await self._end(commit=True)
 
@@ -129,8 +141,7 @@ class OuterTransaction:
 
     async def _end(self, *, commit: bool) -> None:
         try:
-            if self.session is not None:
-                await self.session.close()
+            await self.close_session()
             if self.transaction is not None and self.transaction.is_active:
                 await (self.transaction.commit() if commit else self.transaction.rollback())
         finally:

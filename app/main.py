@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from app import openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller
+from app.deps import current_caller, idempotency_guard
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.routers import (
     assignments,
@@ -30,8 +30,10 @@ from app.routers import (
 from app.security import KeyStore
 from app.services import chain
 from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
+from app.services.idempotency import IdempotencyMiddleware
 
 API_VERSION = "1.0.0"
+ROUTERS = (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload, audit)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -69,9 +71,10 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     problems.install(app)
     openapi.install(app)
     app.include_router(health.router)
-    protected = [Depends(current_caller)]
-    for module in (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload, audit):
+    protected = [Depends(current_caller), Depends(idempotency_guard)]
+    for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
+    app.add_middleware(IdempotencyMiddleware, on_error=problems.of)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
     app.add_middleware(RequestIdMiddleware)
     return app

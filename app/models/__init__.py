@@ -5,6 +5,7 @@ from app.models.audit import ChangeEvent
 from app.models.caseload import RegionSettingsVersion
 from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
 from app.models.cost import CostDecision, CostDecisionEvent
+from app.models.integration import IdempotencyRecord
 from app.models.pair import WorkPair
 from app.models.region import Municipality, Region
 from app.models.request import CoordinationRequest
@@ -19,6 +20,7 @@ __all__ = [
     "CoordinationRequest",
     "CostDecision",
     "CostDecisionEvent",
+    "IdempotencyRecord",
     "Municipality",
     "Region",
     "RegionSettingsVersion",

@@ -299,6 +299,14 @@ async def client_pairs(session: AsyncSession, caller: Caller, client_id: uuid.UU
     return [pair_public(pair, on) for pair in rows]
 
 
+async def get_pair(session: AsyncSession, caller: Caller, pair_id: uuid.UUID) -> PairPublic:
+    """One pair, if the caller's region is a side of it or holds or held its client; else 404."""
+    pair = (await session.exec(select(WorkPair).where(WorkPair.id == pair_id, _side_or_holder(caller)))).first()
+    if pair is None:
+        raise NotFound("pair not found", code="pair_not_found")
+    return pair_public(pair, today())
+
+
 def _side_or_holder(caller: Caller) -> Any:
     """SQL: pairs the caller sees: its region is a side of the pair, or holds or held the client."""
     caller.require(SYSTEM, COORDINATOR, AUDITOR)

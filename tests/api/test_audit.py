@@ -101,6 +101,7 @@ PERSONAL_READS = [
     ("GET", "/v1/clients/{cid}/access-report", None),
     ("GET", "/v1/cost-decisions", None),
     ("GET", "/v1/workers/{w08}/pairs", None),
+    ("GET", "/v1/pairs/{pair}", None),
     ("GET", "/v1/coordination-requests", None),
     ("GET", "/v1/coordination-requests/{request}", "WAITING"),
     ("GET", "/v1/compliance/gaps", "WAITING"),
@@ -112,6 +113,24 @@ PERSONAL_READS = [
 ]
 
 
+PLACEHOLDERS = {
+    "cid": "client_id",
+    "decision": "decision_id",
+    "w08": "worker_id",
+    "request": "request_id",
+    "pair": "pair_id",
+    "region": "code",
+}
+
+
+def _template(path: str) -> str:
+    """The route's path template for a path of the table above."""
+    template = path.split("?")[0]
+    for short, name in PLACEHOLDERS.items():
+        template = template.replace("{" + short + "}", "{" + name + "}")
+    return template
+
+
 @pytest.mark.parametrize(("method", "path", "body"), PERSONAL_READS)
 async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, world, method, path, body):
     url = path.format(
@@ -119,6 +138,7 @@ async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, 
         decision=world["decision"]["id"],
         w08=world["w08"]["id"],
         request=world["request"]["id"],
+        pair=world["pair"]["id"],
         region="05",
     )
     payload = {"personal_id": world["client"]["personal_id"]} if body == "SEARCH" else None
@@ -135,15 +155,7 @@ async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, 
     after = await accesses(app)
     assert len(after) == len(before) + 1
     entry = after[-1]
-    template = (
-        path.split("?")[0]
-        .replace("{cid}", "{client_id}")
-        .replace("{decision}", "{decision_id}")
-        .replace("{w08}", "{worker_id}")
-        .replace("{request}", "{request_id}")
-        .replace("{region}", "{code}")
-    )
-    assert (entry["method"], entry["endpoint"], entry["purpose"]) == (method, template, "care")
+    assert (entry["method"], entry["endpoint"], entry["purpose"]) == (method, _template(path), "care")
     expected = world["waiting"]["id"] if body == "WAITING" else world["cid"]
     assert expected in entry["client_ids"]
 
@@ -190,18 +202,7 @@ def test_every_read_that_names_clients_is_access_logged_here():
             ):
                 reads.add((method.upper(), path))
     writes = {(m, p) for m, p in reads if m != "GET" and p != "/v1/clients/search"}
-    covered = {
-        (
-            method,
-            path.split("?")[0]
-            .replace("{cid}", "{client_id}")
-            .replace("{decision}", "{decision_id}")
-            .replace("{w08}", "{worker_id}")
-            .replace("{request}", "{request_id}")
-            .replace("{region}", "{code}"),
-        )
-        for method, path, _ in PERSONAL_READS
-    }
+    covered = {(method, _template(path)) for method, path, _ in PERSONAL_READS}
     # the caseload CSV lists workers only; the cost export (logged by its route, payer-region callers only)
     # is not in the table above because the table reads as region 05's coordinator
     exempt = {("GET", "/v1/regions/{code}/caseload/export"), ("GET", "/v1/cost-decisions/export")}
