@@ -24,11 +24,12 @@ from app.errors import (
     ResponsibilityTaken,
     SiltaError,
     Unauthorized,
-    Unprocessable,
     ValidationFailed,
 )
 from app.middleware import REQUEST_ID
 from app.models import examples as model_examples
+from app.services.idempotency import KeyInUse, KeyReused
+from app.services.preconditions import PreconditionFailed, PreconditionRequired
 
 # State-changing calls that take If-Match: 412 when it is stale, 428 when required and missing.
 CONDITIONAL_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
@@ -59,11 +60,6 @@ ETAG_READS: frozenset[tuple[str, str]] = frozenset(
 )
 # POSTs that only read personal data: the purpose of use applies to them as to GETs.
 READING_POSTS = frozenset({("POST", "/v1/clients/search")})
-PRECONDITION_FAILED, PRECONDITION_REQUIRED = "precondition_failed", "precondition_required"
-# Codes API.md fixes for behaviour being built alongside; examples may already show them.
-CONTRACT_CODES = frozenset(
-    {"idempotency_key_reused", "idempotency_key_in_use", PRECONDITION_FAILED, PRECONDITION_REQUIRED}
-)
 # The conflict each write is best known for (the services raise them); any write may also meet
 # ``concurrent_update`` on PostgreSQL.
 CONFLICTS = {
@@ -143,8 +139,8 @@ PARAMETERS = {
     ),
     "If-Match": _header_parameter(
         "If-Match",
-        "The ETag the change is based on: 412 when the resource has changed since; 428 when it is missing"
-        " and the deployment requires it (`SILTA_REQUIRE_IF_MATCH=true`).",
+        "The ETag from your last read (or `*`): 412 when the resource has changed since; 428 when it is"
+        " missing and the deployment requires it (`SILTA_REQUIRE_IF_MATCH=true`).",
         {"type": "string", "minLength": 1},
     ),
 }
@@ -303,8 +299,10 @@ def _responses() -> dict[str, Any]:
     unauthorized = _problem("No valid bearer token.", _example(Unauthorized, "unauthorized", Unauthorized.title))
     unauthorized["headers"]["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
     forbidden = _example(Forbidden, "forbidden", "this needs one of the roles: system, coordinator")
-    stale = _example(None, PRECONDITION_FAILED, "the resource has changed since this ETag", status=412)
-    missing = _example(None, PRECONDITION_REQUIRED, "send If-Match with the resource's ETag", status=428)
+    stale = _example(PreconditionFailed, PreconditionFailed.code, "read the resource again and reapply your change")
+    missing = _example(
+        PreconditionRequired, PreconditionRequired.code, "send If-Match with the ETag from your last read"
+    )
     too_large = _example(PayloadTooLarge, "payload_too_large", PayloadTooLarge.title)
     return {
         "Unauthorized": unauthorized,
@@ -332,7 +330,7 @@ def _conflict(method: str, path: str) -> dict[str, Any]:
         concurrent = "A concurrent change got in the way; retry the request"
         examples |= _example(Conflict, "concurrent_update", concurrent, title=concurrent)
     if method == "POST":
-        examples |= _example(Conflict, "idempotency_key_in_use", "a request with this Idempotency-Key is still running")
+        examples |= _example(KeyInUse, KeyInUse.code, KeyInUse.title)
     answer = _problem("The change conflicts with the current state; `code` names the conflict.", examples)
     if retryable:
         answer["headers"]["Retry-After"] = _ref("headers", "Retry-After")
@@ -348,8 +346,7 @@ def _unprocessable(method: str, path: str, operation: dict[str, Any], schemas: d
         detail = f"X-Purpose-Of-Use must be one of: {', '.join(sorted(PURPOSES))}"
         examples |= _example(ValidationFailed, "validation_error", detail, name="purpose_of_use")
     if method == "POST" and path.startswith("/v1/"):
-        reused = "this Idempotency-Key was used with a different body"
-        examples |= _example(Unprocessable, "idempotency_key_reused", reused)
+        examples |= _example(KeyReused, KeyReused.code, KeyReused.title)
     return examples
 
 
@@ -374,20 +371,13 @@ def _validation_errors(operation: dict[str, Any], schemas: dict[str, Any]) -> li
 
 
 def _example(
-    error: type[SiltaError] | None,
-    code: str,
-    detail: str,
-    *,
-    status: int = 0,
-    title: str = "",
-    name: str = "",
-    **extra: Any,
+    error: type[SiltaError], code: str, detail: str, *, title: str = "", name: str = "", **extra: Any
 ) -> dict[str, Any]:
     """A named example of a problem as ``app.problems`` renders it (status and title from the error class)."""
     value = {
         "type": f"urn:silta:problem:{code}",
-        "title": title or (error.title if error else code.replace("_", " ").capitalize()),
-        "status": status or (error.status if error else 500),
+        "title": title or error.title,
+        "status": error.status,
         "detail": detail,
         "code": code,
         **extra,
