@@ -22,18 +22,33 @@ from app.routers import (
     compliance,
     coordination,
     costs,
+    events,
     health,
     pairs,
     regions,
+    webhooks,
     workers,
 )
 from app.security import KeyStore
-from app.services import chain
+from app.services import background
 from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
 from app.services.idempotency import IdempotencyMiddleware
 
 API_VERSION = "1.0.0"
-ROUTERS = (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload, audit)
+ROUTERS = (
+    regions,
+    workers,
+    clients,
+    assignments,
+    compliance,
+    coordination,
+    pairs,
+    costs,
+    caseload,
+    audit,
+    events,
+    webhooks,
+)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -52,7 +67,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with chain.running_sealer(factory, settings.audit_seal_seconds):
+        async with background.running(factory, settings):
             yield
         await engine.dispose()
 

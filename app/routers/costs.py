@@ -43,13 +43,16 @@ async def client_decisions(
     session: SessionDep,
     caller: CurrentCaller,
     log: AccessLogDep,
+    page: Pagination,
     service_type: ServiceType | None = None,
     as_of: dt.date | None = None,
 ) -> PageOut[CostDecisionPublic]:
     """The client's decisions, oldest first; with ``as_of`` only the agreed ones in force that day."""
-    items = await service.client_decisions(session, caller, client_id, service_type=service_type, as_of=as_of)
+    result = await service.client_decisions(
+        session, caller, client_id, service_type=service_type, as_of=as_of, page=page
+    )
     await log.record([client_id])
-    return PageOut(items=items, next_cursor=None)
+    return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.get("/cost-decisions")

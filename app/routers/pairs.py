@@ -26,12 +26,12 @@ async def propose_pair(
 
 @router.get("/clients/{client_id}/pairs")
 async def client_pairs(
-    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, page: Pagination
 ) -> PageOut[PairPublic]:
     """Every pair of the client, oldest first."""
-    items = await service.client_pairs(session, caller, client_id)
+    result = await service.client_pairs(session, caller, client_id, page=page)
     await log.record([client_id])
-    return PageOut(items=items, next_cursor=None)
+    return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.get("/workers/{worker_id}/pairs")

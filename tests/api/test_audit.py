@@ -46,6 +46,8 @@ async def accesses(app) -> list[dict]:
 
 @pytest.fixture
 async def world(api, auth):
+    hook_body = {"url": "https://hooks.example.org/silta", "secret": "0123456789abcdef"}
+    hook = (await api.post("/v1/webhooks", json=hook_body, headers=sys(auth, "05"))).json()
     client = await register(api, sys(auth, "05"))
     w05 = await add_worker(api, coord(auth, "05"), "05")
     w08 = await add_worker(api, coord(auth, "08"), "08")
@@ -84,6 +86,7 @@ async def world(api, auth):
         "w08": w08,
         "waiting": waiting,
         "request": request,
+        "hook": hook,
     }
 
 
@@ -102,6 +105,8 @@ PERSONAL_READS = [
     ("GET", "/v1/cost-decisions", None),
     ("GET", "/v1/workers/{w08}/pairs", None),
     ("GET", "/v1/pairs/{pair}", None),
+    ("GET", "/v1/events", None),
+    ("GET", "/v1/webhooks/{hook}/deliveries", None),
     ("GET", "/v1/coordination-requests", None),
     ("GET", "/v1/coordination-requests/{request}", "WAITING"),
     ("GET", "/v1/compliance/gaps", "WAITING"),
@@ -119,6 +124,7 @@ PLACEHOLDERS = {
     "w08": "worker_id",
     "request": "request_id",
     "pair": "pair_id",
+    "hook": "webhook_id",
     "region": "code",
 }
 
@@ -139,6 +145,7 @@ async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, 
         w08=world["w08"]["id"],
         request=world["request"]["id"],
         pair=world["pair"]["id"],
+        hook=world["hook"]["id"],
         region="05",
     )
     payload = {"personal_id": world["client"]["personal_id"]} if body == "SEARCH" else None
