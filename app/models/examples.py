@@ -113,6 +113,11 @@ COST_DECISION_CREATE = {
 }
 COST_DECISION_AGREE = {"note": "Hyväksytty."}
 COST_DECISION_DISPUTE = {"reason": "Asiakkaan kotikunta oli päätöshetkellä Turku."}
+WEBHOOK_CREATE = {
+    "url": "https://asiakastieto.varha.example/silta/webhook",
+    "event_types": ["assignment.created", "client.moved", "gap.opened"],
+    "secret": "vaihda-tama-pitkaan-satunnaiseen-merkkijonoon",
+}
 CHECKPOINT_CHECK = {
     "signature": "eyJhbGciOiJFUzI1NiIsImtpZCI6InNpbHRhLWF1ZGl0LTEifQ"
     ".eyJwb3NpdGlvbiI6NDIsImNoYWluX2hhc2giOiI5ZjNhIn0"
@@ -244,5 +249,14 @@ REGION_PUBLIC = {
         "caseload_targets": {"social_worker": 50, "counsellor": 25, "special_counsellor": 25},
         "caseload_weights": {"standard": 1.0, "enhanced": 1.5, "special": 2.0},
     },
+}
+WEBHOOK_PUBLIC = {
+    "id": "5d0f7a3e-8c61-4b2e-9f47-1a6e2c9b8d30",
+    "region": "05",
+    "url": WEBHOOK_CREATE["url"],
+    "event_types": WEBHOOK_CREATE["event_types"],
+    "active": True,
+    "created_at": "2026-11-30T11:20:00Z",
+    "created_by": "pegasos-varha-integration",
 }
 MUNICIPALITY_PUBLIC = {"code": "837", "name_fi": "Tampere", "region": "08", "classification_year": 2025}
