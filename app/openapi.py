@@ -28,6 +28,7 @@ from app.errors import (
 )
 from app.middleware import REQUEST_ID
 from app.models import examples as model_examples
+from app.services.feed import CursorExpired
 from app.services.idempotency import KeyInUse, KeyReused
 from app.services.preconditions import PreconditionFailed, PreconditionRequired
 
@@ -107,7 +108,10 @@ NOT_FOUND_CODES = {
     "pair_id": "pair_not_found",
     "decision_id": "cost_decision_not_found",
     "request_id": "request_not_found",
+    "webhook_id": "webhook_not_found",
 }
+# Answers only particular operations give, with the error that gives them.
+ROUTE_PROBLEMS: dict[tuple[str, str], type[SiltaError]] = {("GET", "/v1/events"): CursorExpired}
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -273,6 +277,9 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
         )
     if v1 and write:
         answers["409"] = _conflict(method, path)
+    if (method, path) in ROUTE_PROBLEMS:
+        error = ROUTE_PROBLEMS[method, path]
+        answers[str(error.status)] = _problem(error.title + ".", _example(error, error.code, error.title))
     if (method, path) in CONDITIONAL_OPERATIONS:
         answers["412"] = _ref("responses", "PreconditionFailed")
         answers["428"] = _ref("responses", "PreconditionRequired")
