@@ -9,7 +9,7 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
-from app import problems
+from app import openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import current_caller, idempotency_guard
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.audit_key = audit_key
     app.state.keys = KeyStore(settings, transport=jwks_transport)
     problems.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     protected = [Depends(current_caller), Depends(idempotency_guard)]
     for module in ROUTERS:

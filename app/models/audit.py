@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import InputModel, JSONType, timestamp_field
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
@@ -213,6 +214,7 @@ class Checkpoint(SQLModel):
 
 
 class CheckpointCheck(InputModel):
+    model_config = ex.config(ex.CHECKPOINT_CHECK)
     signature: str = Field(max_length=4000)
 
 

@@ -11,6 +11,7 @@ from pydantic import field_validator
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import InputModel, JSONType, UTCDateTime, enum_check, new_id, timestamp_field
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
@@ -85,6 +86,7 @@ class WebhookAttempt(SQLModel, table=True):
 
 
 class WebhookCreate(InputModel):
+    model_config = ex.config(ex.WEBHOOK_CREATE)
     url: str = Field(min_length=8, max_length=2000, description="https (plain http only in development)")
     event_types: list[str] = Field(
         default_factory=list, max_length=50, description="feed event types to send, e.g. assignment.created; empty: all"
@@ -101,6 +103,7 @@ class WebhookCreate(InputModel):
 
 
 class WebhookPublic(SQLModel):
+    model_config = ex.config(ex.WEBHOOK_PUBLIC)
     id: uuid.UUID
     region: str
     url: str
