@@ -92,12 +92,14 @@ async def _audited_sessions() -> AsyncIterator[Any]:
     """Sessions like the service's own (writes are change-logged, reads access-logged)."""
     from app.db import make_engine, make_sessionmaker
     from app.services.audit import MAC_KEY, AuditedSession, AuditKey
+    from app.services.vault import VAULT, Vault
 
     settings = get_settings()
     engine = make_engine(settings)
     key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
+    vault = Vault(settings.identity_key_path, create=settings.identity_key_file is None)
     try:
-        yield make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: key})
+        yield make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: key, VAULT: vault})
     finally:
         await engine.dispose()
 
