@@ -8,6 +8,7 @@ parsed into a model only after the signature checked out.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from enum import StrEnum
@@ -27,6 +28,9 @@ from app.errors import Unauthorized
 
 ALGORITHMS = ["RS256", "ES256"]
 MAX_TOKEN_LENGTH = 8192
+# Compact JWS: three unpadded base64url segments (RFC 7515 § 7.1). jose would also take padded or
+# standard-alphabet base64 (so one token has many spellings); a JWE has five segments.
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 DEV_KEY_FILE = "dev-signing-key.pem"
 DEV_KID = "silta-dev-1"
 # Official codes of the 22 organisers (Statistics Finland): 01-21 and Helsinki, 90.
@@ -122,8 +126,8 @@ class KeyStore:
 
 async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenClaims:
     """Verified claims of a bearer token, or ``Unauthorized`` (never saying why)."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise Unauthorized()
+    if len(token) > MAX_TOKEN_LENGTH or not COMPACT_JWS.fullmatch(token):
+        raise Unauthorized()  # before any parsing: size and shape are all a stranger gets checked for free
     try:
         header = jwt.get_unverified_header(token)
         found = await keys.key_for(str(header.get("kid", "")))
