@@ -53,6 +53,10 @@ class TokenClaims(BaseModel):
     roles: list[Role] = Field(min_length=1, max_length=4)
     region: str | None = Field(default=None, pattern=r"^[0-9]{2}$")
     client_system: str | None = Field(default=None, max_length=100)
+    # NumericDates are JSON numbers (RFC 7519 § 2); jose's own checks accept the string "1735689600".
+    exp: float = Field(strict=True)
+    nbf: float | None = Field(default=None, strict=True)
+    iat: float | None = Field(default=None, strict=True)
 
     @model_validator(mode="after")
     def _region_for_regional_roles(self) -> TokenClaims:
