@@ -7,6 +7,7 @@ parsed into a model only after the signature checked out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -103,6 +104,7 @@ class KeyStore:
         self._refresh_seconds = settings.jwks_refresh_seconds
         self._transport = transport
         self._fetched_at = float("-inf")
+        self._fetching = asyncio.Lock()
         self._keys: dict[str, tuple[Key, str]] = {}
         if settings.jwks_file:
             self._keys = parse_jwks(json.loads(Path(settings.jwks_file).read_text()))
@@ -110,8 +112,10 @@ class KeyStore:
             self._keys = parse_jwks(dev_jwks(ensure_dev_key(settings.data_dir)))
 
     async def key_for(self, kid: str) -> tuple[Key, str] | None:
-        if kid not in self._keys and self._url and self._may_refetch():
-            await self._fetch()
+        if kid not in self._keys and self._url:
+            async with self._fetching:  # requests that arrive during a fetch wait for its keys
+                if kid not in self._keys and self._may_refetch():
+                    await self._fetch()
         return self._keys.get(kid)
 
     def _may_refetch(self) -> bool:
