@@ -71,6 +71,17 @@ async def _verified_claims(request: Request, credentials: HTTPAuthorizationCrede
     return await verify_token(credentials.credentials, request.app.state.keys, request.app.state.settings)
 
 
+async def refuse_unauthenticated(request: Request) -> None:
+    """``Unauthorized`` if the matched route needs a token and the request has no valid one.
+
+    For errors raised before dependencies run: FastAPI parses a JSON body before it checks the
+    token, and an unauthenticated caller must get the same 401 whatever body it sent.
+    """
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is not None and any(sub.call is current_caller for sub in dependant.dependencies):
+        await _verified_claims(request, await bearer(request))
+
+
 async def idempotency_guard(
     request: Request,
     caller: Annotated[Caller, Depends(current_caller)],
