@@ -14,7 +14,9 @@ it; every write cell first builds a fresh target of its own (a client, worker, p
 decision or subscription), so one caller's success never changes what the next caller meets.
 
 A caller that must not learn that the client exists gets 404 on its resources, never 403, and
-its lists answer 200 without any of the world's ids (``HIDDEN``).
+its lists answer 200 without any of the world's ids (``HIDDEN``). Callers involved in nothing (the
+uninvolved region, the admin, no token) also get, for ids that exist nowhere, exactly what they
+get for the world's: an answer that differs would tell them which ids exist.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -42,6 +46,8 @@ GROUPS = {
     "auditors": ("auditor", "auditor05"),
 }
 HIDDEN = "200 without any of the world's ids"
+OUTSIDERS = ("sys19", "coord19", "admin", "anonymous")  # involved in no client of the world
+SECRET_PARAMS = {"client_id", "assignment_id", "request_id", "pair_id", "decision_id", "webhook_id"}
 Expected = int | str
 
 
@@ -486,3 +492,24 @@ def test_every_operation_has_a_row(app: Any) -> None:
     assert sorted(set(MATRIX) - documented) == [], "rows of operations that no longer exist"
     size = f"{len(MATRIX)} operations × {len(CALLERS)} callers = {len(MATRIX) * len(CALLERS)} cells"
     assert size in (__doc__ or ""), f"the module docstring should say: {size}"
+
+
+def unknown_id_cells() -> list[Any]:
+    return [
+        pytest.param(key, caller, id=f"{key[0]} {key[1]} as {caller}")
+        for key in MATRIX
+        if SECRET_PARAMS & set(re.findall(r"{(\w+)}", key[1])) or key == ("POST", "/v1/coordination-requests")
+        for caller in OUTSIDERS
+    ]
+
+
+@pytest.mark.parametrize(("key", "caller"), unknown_id_cells())
+async def test_outsiders_get_the_same_answer_for_unknown_ids(world: World, key: tuple[str, str], caller: str) -> None:
+    method, path = key
+    entry = MATRIX[key]
+    req = await entry.build(world)  # for the body; its target is left alone
+    unknown = {name: str(uuid.uuid4()) for name in SECRET_PARAMS}
+    url = path.format(**(world.ids | req.ids | unknown))
+    body = req.json | {"client_id": unknown["client_id"]} if req.json and "client_id" in req.json else req.json
+    response = await world.api.request(method, url, headers=world.headers[caller], json=body, params=req.params)
+    assert response.status_code == entry.expect[caller], f"{method} {url} as {caller}: {response.text[:300]}"
