@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     audit_access_log: bool = True
     audit_change_log: bool = True  # benchmarks only (the cost of logging); production refuses false
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_gap_seconds: float = 10.0
+
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
         if self.env == "production":

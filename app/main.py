@@ -9,11 +9,12 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
-from app import openapi, problems
+from app import logs, openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import current_caller, idempotency_guard
-from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.metrics import Metrics
+from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
 from app.routers import (
     assignments,
     audit,
@@ -83,14 +84,20 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.sessionmaker = factory
     app.state.audit_key = audit_key
     app.state.keys = KeyStore(settings, transport=jwks_transport)
+    app.state.metrics = Metrics(gap_seconds=settings.metrics_gap_seconds)
+    routes = RouteTable()
     problems.install(app)
     openapi.install(app)
     app.include_router(health.router)
+    routes.add(health.router.routes)
     protected = [Depends(current_caller), Depends(idempotency_guard)]
     for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
+        routes.add(module.router.routes, prefix="/v1")
+    routes.add(app.routes)  # FastAPI's own: /openapi.json, /docs
     app.add_middleware(IdempotencyMiddleware, on_error=problems.of)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
+    app.add_middleware(ObserveMiddleware, routes=routes, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -98,6 +105,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
 def __getattr__(name: str) -> FastAPI:
     """``app.main:app`` is built on first access, so importing this module has no side effects."""
     if name == "app":
+        logs.configure(get_settings().log_level)
         globals()["app"] = create_app()
         return globals()["app"]
     raise AttributeError(name)
