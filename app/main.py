@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,7 @@ from fastapi.routing import APIRoute
 from app import logs, openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller, idempotency_guard
+from app.deps import current_caller, idempotency_guard, rate_limit_guard
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
 from app.routers import (
@@ -84,13 +85,14 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.sessionmaker = factory
     app.state.audit_key = audit_key
     app.state.keys = KeyStore(settings, transport=jwks_transport)
+    app.state.rate_limit_clock = time.time  # tests replace it to let a window pass without sleeping
     app.state.metrics = Metrics(gap_seconds=settings.metrics_gap_seconds)
     routes = RouteTable()
     problems.install(app)
     openapi.install(app)
     app.include_router(health.router)
     routes.add(health.router.routes)
-    protected = [Depends(current_caller), Depends(idempotency_guard)]
+    protected = [Depends(current_caller), Depends(rate_limit_guard), Depends(idempotency_guard)]
     for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
         routes.add(module.router.routes, prefix="/v1")
