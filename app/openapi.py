@@ -286,6 +286,7 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
         answers["412"] = _ref("responses", "PreconditionFailed")
         answers["428"] = _ref("responses", "PreconditionRequired")
     if body:
+        answers["400"] = _ref("responses", "BadRequest")
         answers["413"] = _ref("responses", "PayloadTooLarge")
     if (method, path) in LIMITED:
         answers["429"] = _ref("responses", "RateLimited")
@@ -315,6 +316,7 @@ def _responses() -> dict[str, Any]:
         PreconditionRequired, PreconditionRequired.code, "send If-Match with the ETag from your last read"
     )
     too_large = _example(PayloadTooLarge, "payload_too_large", PayloadTooLarge.title)
+    unreadable = _example(SiltaError, SiltaError.code, SiltaError.title)
     rate_limited = _problem(
         "The caller (the token's `sub`) has used up its allowance for this kind of endpoint; retry after"
         " `Retry-After` seconds. Limits per deployment: `SILTA_RATE_LIMIT_SEARCH`, `…_EXPORT`, `…_IMPORT`.",
@@ -322,6 +324,11 @@ def _responses() -> dict[str, Any]:
     )
     rate_limited["headers"]["Retry-After"] = _ref("headers", "Retry-After")
     return {
+        "BadRequest": _problem(
+            "The body cannot be read as JSON at all (not UTF-8, or nested too deep); `422` for JSON that does"
+            " not fit the schema.",
+            unreadable,
+        ),
         "Unauthorized": unauthorized,
         "Forbidden": _problem("The caller's role or region may not do this.", forbidden),
         "PreconditionFailed": _problem("If-Match does not match the resource's current ETag.", stale),

@@ -112,6 +112,7 @@ def violations(spec: dict[str, Any], method: str, path: str) -> list[str]:
     need(v1 and method in WRITES, "409")
     need(key in CONDITIONAL_OPERATIONS, "412")
     need(key in CONDITIONAL_OPERATIONS, "428")
+    need(body is not None, "400")
     need(body is not None, "413")
     if key in ROUTE_PROBLEMS:
         need(True, str(ROUTE_PROBLEMS[key].status))
