@@ -61,6 +61,17 @@ ETAG_READS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/coordination-requests/{request_id}"),
     }
 )
+# Reads any verified caller may make (reference data and the worker directory): the only /v1
+# operations that never answer 403; every other one checks the caller's role or region.
+OPEN_READS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/v1/regions"),
+        ("GET", "/v1/regions/{code}"),
+        ("GET", "/v1/municipalities/{code}"),
+        ("GET", "/v1/workers"),
+        ("GET", "/v1/workers/{worker_id}"),
+    }
+)
 # POSTs that only read personal data: the purpose of use applies to them as to GETs.
 READING_POSTS = frozenset({("POST", "/v1/clients/search")})
 # The conflict each write is best known for (the services raise them); any write may also meet
@@ -268,7 +279,7 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
     answers: dict[str, Any] = {}
     if v1:
         answers["401"] = _ref("responses", "Unauthorized")
-    if v1 and write:
+    if v1 and (method, path) not in OPEN_READS:
         answers["403"] = _ref("responses", "Forbidden")
     if path_parameters:
         code = _not_found_code(path, path_parameters[0])
