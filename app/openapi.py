@@ -123,6 +123,11 @@ NOT_FOUND_CODES = {
     "request_id": "request_not_found",
     "webhook_id": "webhook_not_found",
 }
+# Operations without path parameters that answer 404 for what a body or a query names.
+REFERENCED: dict[tuple[str, str], str] = {
+    ("POST", "/v1/coordination-requests"): "client_not_found",
+    ("GET", "/v1/cost-decisions/summary"): "region_not_found",
+}
 # Answers only particular operations give, with the error that gives them.
 ROUTE_PROBLEMS: dict[tuple[str, str], type[SiltaError]] = {("GET", "/v1/events"): CursorExpired}
 
@@ -281,8 +286,8 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
         answers["401"] = _ref("responses", "Unauthorized")
     if v1 and (method, path) not in OPEN_READS:
         answers["403"] = _ref("responses", "Forbidden")
-    if path_parameters:
-        code = _not_found_code(path, path_parameters[0])
+    if path_parameters or (method, path) in REFERENCED:
+        code = _not_found_code(path, path_parameters[0]) if path_parameters else REFERENCED[method, path]
         thing = code.removesuffix("_not_found").replace("_", " ")
         detail = NotFound.title if code == NotFound.code else f"{thing} not found"
         answers["404"] = _problem(
