@@ -6,6 +6,7 @@ import re
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
@@ -35,8 +36,12 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` past the limit: an HTTPException, so that FastAPI, reading the body
+    of a request without (or with a false) Content-Length, passes it on instead of answering 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class BodyLimitMiddleware:
