@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import Settings
 from app.db import session_scope
 from app.domain.access import PURPOSES, Caller, default_purpose
-from app.errors import NotFound, Unauthorized, ValidationFailed
+from app.errors import NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
 from app.security import verify_token
 from app.services import idempotency, preconditions
 from app.services.audit import record_access
@@ -72,6 +72,40 @@ async def idempotency_guard(
     if call is not None:
         body = await request.body()
         await call.claim(caller.subject, request.method, request.url.path, request.url.query, body)
+
+
+JSON = "application/json"
+
+
+def body_media_types(route: object) -> frozenset[str]:
+    """The media types a route's request body may have: those its OpenAPI request body declares
+    (``openapi_extra``, e.g. JSON Lines for imports), else its body parameter's; empty without a body."""
+    extra = getattr(route, "openapi_extra", None) or {}
+    declared = (extra.get("requestBody") or {}).get("content")
+    if declared:
+        return frozenset(declared)
+    body = getattr(route, "body_field", None)
+    return frozenset({getattr(body.field_info, "media_type", JSON)}) if body is not None else frozenset()
+
+
+def _takes(accepted: frozenset[str], content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    is_json = media_type == JSON or (media_type.startswith("application/") and media_type.endswith("+json"))
+    return media_type in accepted or (JSON in accepted and is_json)
+
+
+def _has_body(request: Request) -> bool:
+    """A non-zero Content-Length or a chunked body (BodyLimitMiddleware has refused a non-numeric length)."""
+    length = request.headers.get("content-length", "0")
+    return length.lstrip("0") != "" or "transfer-encoding" in request.headers
+
+
+async def media_type_guard(request: Request) -> None:
+    """415 for a body whose Content-Type the route does not take (JSON, charset allowed, unless the route
+    declares others); a request without a body (a bare POST like a confirmation) needs none."""
+    accepted = body_media_types(request.scope.get("route"))
+    if accepted and _has_body(request) and not _takes(accepted, request.headers.get("content-type", "")):
+        raise UnsupportedMediaType(f"send the body as {' or '.join(sorted(accepted))}")
 
 
 def page_params(

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from app import openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller, idempotency_guard
+from app.deps import current_caller, idempotency_guard, media_type_guard
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.routers import (
     assignments,
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     problems.install(app)
     openapi.install(app)
     app.include_router(health.router)
-    protected = [Depends(current_caller), Depends(idempotency_guard)]
+    protected = [Depends(current_caller), Depends(media_type_guard), Depends(idempotency_guard)]
     for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     app.add_middleware(IdempotencyMiddleware, on_error=problems.of)

@@ -24,6 +24,7 @@ from app.errors import (
     ResponsibilityTaken,
     SiltaError,
     Unauthorized,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from app.middleware import REQUEST_ID
@@ -285,6 +286,7 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
         answers["428"] = _ref("responses", "PreconditionRequired")
     if body:
         answers["413"] = _ref("responses", "PayloadTooLarge")
+        answers["415"] = _ref("responses", "UnsupportedMediaType")
     if body or any(parameter_name(p) != "x-request-id" for p in parameters):
         answers["422"] = _problem(
             "The request is not valid (`errors` lists the fields) or breaks a rule of the service (`code` names it).",
@@ -311,12 +313,18 @@ def _responses() -> dict[str, Any]:
         PreconditionRequired, PreconditionRequired.code, "send If-Match with the ETag from your last read"
     )
     too_large = _example(PayloadTooLarge, "payload_too_large", PayloadTooLarge.title)
+    wrong_type = _example(UnsupportedMediaType, UnsupportedMediaType.code, "send the body as application/json")
     return {
         "Unauthorized": unauthorized,
         "Forbidden": _problem("The caller's role or region may not do this.", forbidden),
         "PreconditionFailed": _problem("If-Match does not match the resource's current ETag.", stale),
         "PreconditionRequired": _problem("This deployment requires If-Match and none was sent.", missing),
         "PayloadTooLarge": _problem("The request body is over 1 MiB (imports: 64 MiB).", too_large),
+        "UnsupportedMediaType": _problem(
+            "The body's Content-Type is none of the request body's media types (JSON: `application/json` or"
+            " `application/*+json`, any charset).",
+            wrong_type,
+        ),
     }
 
 
