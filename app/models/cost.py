@@ -19,6 +19,7 @@ from sqlmodel import Field, SQLModel
 
 from app.models import examples as ex
 from app.models.common import (
+    Day,
     DecisionStatus,
     InputModel,
     RegionCode,
@@ -88,8 +89,8 @@ class CostDecisionCreate(InputModel):
     service_type: ServiceType
     payer_region: RegionCode
     payer_service: Service
-    valid_from: dt.date
-    valid_to: dt.date | None = Field(default=None, description="First day no longer covered (open-ended when null)")
+    valid_from: Day
+    valid_to: Day | None = Field(default=None, description="First day no longer covered (open-ended when null)")
     legal_basis: str = Field(min_length=1, max_length=2000)
     legal_basis_code: str | None = Field(default=None, min_length=1, max_length=100)
     reference: str | None = Field(default=None, min_length=1, max_length=200)
