@@ -29,6 +29,7 @@ MunicipalityCode = Annotated[str, StringConstraints(pattern=r"^\d{3}$")]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id or position is no row of ours
 
 # Every date and timestamp a caller sends lies in this range: no year 0001 or 9999 reaches a
 # calculation (a due date, a conversion to UTC) or the database.

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import Field as PydanticField
+from pydantic import WithJsonSchema
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -30,7 +31,18 @@ from app.models.common import (
     timestamp_field,
 )
 
-Euros = Annotated[Decimal, PydanticField(ge=0, max_digits=12, decimal_places=2)]
+Euros = Annotated[
+    Decimal,
+    PydanticField(ge=0, le=Decimal("9999999999.99"), max_digits=12, decimal_places=2),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 9999999999.99},
+                {"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$"},
+            ]
+        }
+    ),
+]
 
 
 class CostDecision(SQLModel, table=True):
