@@ -14,6 +14,11 @@ MAX_BODY = 1024 * 1024
 MAX_IMPORT_BODY = 64 * 1024 * 1024
 
 
+def body_limit(path: str) -> int:
+    """The largest request body accepted on ``path``, in bytes."""
+    return MAX_IMPORT_BODY if path.startswith("/v1/imports") else MAX_BODY
+
+
 class RequestIdMiddleware:
     """Echo a sane ``X-Request-ID`` (or make one) and keep it in ``scope['state']``."""
 
@@ -55,7 +60,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = MAX_IMPORT_BODY if scope["path"].startswith("/v1/imports") else MAX_BODY
+        limit = body_limit(scope["path"])
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await self.on_too_large(scope, receive, send)
