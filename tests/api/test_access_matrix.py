@@ -1,6 +1,6 @@
 """Access-control matrix (OWASP API1, broken object-level authorisation): every operation × every caller.
 
-65 operations × 10 callers = 650 cells, each with the exact status the contract gives it
+66 operations × 10 callers = 660 cells, each with the exact status the contract gives it
 (PRODUCT.md "Who uses it", API.md), run on SQLite and on PostgreSQL. An operation of the app
 without a row here, or a row whose operation no longer exists, fails
 ``test_every_operation_has_a_row``; so does a route left out of the OpenAPI document.
@@ -225,6 +225,7 @@ def tokens(auth: Callable[..., dict[str, str]]) -> dict[str, dict[str, str]]:
 
 read("GET", "/healthz", PUBLIC)
 read("GET", "/readyz", PUBLIC)
+read("GET", "/metrics", PUBLIC)
 read("GET", "/v1/regions", ANY_TOKEN)
 read("GET", "/v1/regions/{code}", ANY_TOKEN)
 read("GET", "/v1/municipalities/{code}", ANY_TOKEN, ids={"code": "019"})
