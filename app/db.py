@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_SECONDS = 5  # a request waits at most this long for an unreachable database
 
 
 def is_sqlite(url: str) -> bool:
@@ -62,6 +63,20 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _connect_or_unavailable(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+    """Report a database that cannot be reached as the driver's OperationalError.
+
+    asyncpg raises plain ``OSError``s (refused, timed out) when it cannot connect, and SQLAlchemy
+    passes those through unwrapped (sqlalchemy#11956), so they would surface as a 500 and slip
+    past ``/readyz``. As an OperationalError they become SQLAlchemy's, like any other database
+    failure: 503 ``unavailable`` (app.problems), and the pool simply tries again next time.
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:  # TimeoutError and socket.gaierror included
+        raise dialect.loaded_dbapi.OperationalError(f"database unreachable: {exc!r}", exc) from exc
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     """The async engine for the configured database."""
     url = settings.sqlalchemy_url
@@ -73,12 +88,15 @@ def make_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=True,  # after a database restart, dead pooled connections are replaced, not used
+        connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS},
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
 
 
 def make_sessionmaker(
