@@ -30,24 +30,26 @@ ANSWER_BOUND_SECONDS = 10.0  # no request may hang longer than this, database or
 
 
 class ReadyProbe:
-    """Polls ``/readyz`` every 50 ms until stopped: (time, status) samples."""
+    """Polls ``/readyz`` every 50 ms until stopped: (sent, answered, status) samples."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.samples: list[tuple[float, int | None]] = []
+        self.samples: list[tuple[float, float, int | None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(base_url=self.server.url, timeout=ANSWER_BOUND_SECONDS) as api:
             while not stop.is_set():
+                sent = time.monotonic()
                 try:
                     status: int | None = (await api.get("/readyz")).status_code
                 except httpx.HTTPError:
                     status = None
-                self.samples.append((time.monotonic(), status))
+                self.samples.append((sent, time.monotonic(), status))
                 await asyncio.sleep(0.05)
 
     def between(self, start: float, end: float) -> set[int | None]:
-        return {status for at, status in self.samples if start <= at <= end}
+        """The answers to the probes sent in [start, end]."""
+        return {status for sent, _, status in self.samples if start <= sent <= end}
 
 
 async def test_a_database_restart_under_load_gives_503s_then_recovers_by_itself(
@@ -89,7 +91,7 @@ async def test_a_database_restart_under_load_gives_503s_then_recovers_by_itself(
         assert slowest < ANSWER_BOUND_SECONDS
         assert probe.between(down_at, restarting_at) == {503}
         first_write = min(o.ended for o in load.outcomes if o.status == 201 and o.started > back_at)
-        first_ready = min(at for at, status in probe.samples if status == 200 and at > back_at)
+        first_ready = min(answered for sent, answered, status in probe.samples if status == 200 and sent > back_at)
 
         report = await chain_verifies(server)
         server.terminate()

@@ -29,7 +29,7 @@ from tests.faults.servers import Server, unavailable
 
 pytestmark = pytest.mark.slow
 CLIENTS = 8
-KILL_AFTER = 240  # acknowledged writes before the kill
+KILL_AFTER = 200  # acknowledged writes before the kill
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
