@@ -6,11 +6,13 @@ The API is async (asyncpg / aiosqlite); Alembic and the CLI use the sync drivers
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -23,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 
+log = logging.getLogger("silta")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_SECONDS = 5  # a request waits at most this long for an unreachable database
 
@@ -114,9 +117,21 @@ def make_sessionmaker(
 
 
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One session per request; services commit, this only closes (rolling back leftovers)."""
-    async with factory() as session:
+    """One session per request; services commit, this only closes (rolling back leftovers).
+
+    Closing runs after the answer was sent. If the database connection broke meanwhile (the
+    database restarted), rolling back fails; the connection is then discarded — the database
+    rolls back on its own — instead of the error cutting off the HTTP connection as well.
+    """
+    session = factory()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except SQLAlchemyError:
+            log.warning("database connection lost while ending a request's session: discarded")
+            await session.invalidate()
 
 
 class OuterTransaction:
@@ -162,6 +177,13 @@ class OuterTransaction:
             await self.close_session()
             if self.transaction is not None and self.transaction.is_active:
                 await (self.transaction.commit() if commit else self.transaction.rollback())
+        except SQLAlchemyError:
+            # the connection broke (the database restarted): nothing was kept, so drop it unused
+            if self.connection is not None:
+                await self.connection.invalidate()
+            if commit:
+                raise
+            log.warning("database connection lost while rolling back: discarded")
         finally:
             if self.connection is not None:
                 await self.connection.close()
