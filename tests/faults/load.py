@@ -3,15 +3,19 @@
 Each virtual client repeats one round — create a worker (coordinator of region 05), register a
 client (organised by 05, living in 08: two responsibility periods), assign the worker as the
 client's organising worker — and keeps the id of every write that was acknowledged with a 2xx.
-Every outcome is kept with its start and end time, so a test can tell what happened when.
+Every other client sends each write with a fresh ``Idempotency-Key`` (the path that stores the
+answer with the effect in one transaction). Every outcome is kept with its start and end time, so
+a test can tell what happened when.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +59,20 @@ class WriteLoad:
     acked: dict[str, list[str]] = field(default_factory=lambda: {"worker": [], "client": [], "assignment": []})
     outcomes: list[Outcome] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in the background; ``close`` ends it."""
+        self.task = asyncio.create_task(self.run())
+        return self.task
+
+    async def close(self) -> None:
+        """Stop the clients, also when the test failed half-way (its ``finally``)."""
+        self.stop.set()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
     async def run(self) -> None:
         self.deadline = time.monotonic() + self.seconds
@@ -62,7 +80,8 @@ class WriteLoad:
         system = self.server.token("system", region="05", client_system="Lifecare")
         limits = httpx.Limits(max_connections=self.clients)
         async with httpx.AsyncClient(base_url=self.server.url, timeout=self.timeout, limits=limits) as api:
-            await asyncio.gather(*(self._client(api, coordinator, system) for _ in range(self.clients)))
+            clients = (self._client(api, coordinator, system, keyed=n % 2 == 0) for n in range(self.clients))
+            await asyncio.gather(*clients)
 
     @property
     def running(self) -> bool:
@@ -71,27 +90,31 @@ class WriteLoad:
     def acknowledged(self) -> int:
         return sum(len(ids) for ids in self.acked.values())
 
-    async def _client(self, api: httpx.AsyncClient, coordinator: dict[str, str], system: dict[str, str]) -> None:
+    async def _client(
+        self, api: httpx.AsyncClient, coordinator: dict[str, str], system: dict[str, str], *, keyed: bool
+    ) -> None:
         for _ in range(self.rounds):
             if not self.running:
                 return
             body = {"region": "05", "name": "Load worker", "role": "social_worker"}
-            worker = await self._write(api, "worker", "/v1/workers", body, coordinator)
+            worker = await self._write(api, "worker", "/v1/workers", body, coordinator, keyed)
             if worker is None:
                 continue
             body = client_body(personal_id=unique_identity_code())
-            client = await self._write(api, "client", "/v1/clients", body, system)
+            client = await self._write(api, "client", "/v1/clients", body, system, keyed)
             if client is None:
                 continue
             body = {"responsibility": "organising", "worker_id": worker}
-            await self._write(api, "assignment", f"/v1/clients/{client}/assignments", body, system)
+            await self._write(api, "assignment", f"/v1/clients/{client}/assignments", body, system, keyed)
 
     async def _write(
-        self, api: httpx.AsyncClient, kind: str, path: str, body: dict[str, Any], headers: dict[str, str]
+        self, api: httpx.AsyncClient, kind: str, path: str, body: dict[str, Any], headers: dict[str, str], keyed: bool
     ) -> str | None:
         """POST; the new id on a 2xx, else None (and, unless ``keep_going``, this client stops)."""
         if not self.running:
             return None
+        if keyed:
+            headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}
         started = time.monotonic()
         try:
             response = await api.post(path, json=body, headers=headers)

@@ -56,17 +56,18 @@ async def test_a_database_restart_under_load_gives_503s_then_recovers_by_itself(
     tmp_path: Path, figures: Record
 ) -> None:
     cluster = PrivatePostgres()
-    server: Server | None = None
+    server = Server(tmp_path, cluster.url("silta_faults_restart"))
+    load = WriteLoad(server, clients=6, seconds=90, keep_going=True, timeout=ANSWER_BOUND_SECONDS)
+    probe = ReadyProbe(server)
+    probing: asyncio.Task[None] | None = None
     try:
         cluster.create()
         with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE silta_faults_restart")
-        server = Server(tmp_path, cluster.url("silta_faults_restart"))
         server.start()
         pid = server.process.pid if server.process else None
-        load = WriteLoad(server, clients=6, seconds=90, keep_going=True, timeout=ANSWER_BOUND_SECONDS)
-        probe = ReadyProbe(server)
-        running = asyncio.gather(load.run(), probe.run(load.stop))
+        probing = asyncio.create_task(probe.run(load.stop))
+        running = asyncio.gather(load.start(), probing)
         await until(lambda: load.acknowledged() >= 60, 60, "the load to get going")
 
         await asyncio.to_thread(cluster.stop, "fast")
@@ -101,8 +102,10 @@ async def test_a_database_restart_under_load_gives_503s_then_recovers_by_itself(
         assert found(load.acked, stored) == acked
         assert half_written(stored) == []
     finally:
-        if server is not None:
-            server.stop()
+        await load.close()
+        if probing is not None:
+            probing.cancel()
+        server.stop()
         cluster.destroy()
     figures(
         "database-restart-postgresql",

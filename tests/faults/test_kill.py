@@ -57,11 +57,11 @@ async def test_writes_acknowledged_before_a_sigkill_are_all_there_after_a_restar
 ) -> None:
     backend, url = database
     server = Server(tmp_path, url)
+    load = WriteLoad(server, clients=CLIENTS, seconds=90)
     try:
         server.start()
-        load = WriteLoad(server, clients=CLIENTS, seconds=90)
         load_started = time.monotonic()
-        running = asyncio.create_task(load.run())
+        running = load.start()
         await until(lambda: load.acknowledged() >= KILL_AFTER or running.done(), 90, "the load to get going")
         killed_at = time.monotonic()
         server.kill()
@@ -84,6 +84,7 @@ async def test_writes_acknowledged_before_a_sigkill_are_all_there_after_a_restar
         assert kept == {kind: len(ids) for kind, ids in load.acked.items()}, "acknowledged writes lost"
         assert half_written(stored) == []
     finally:
+        await load.close()
         server.stop()
     acked = {kind: len(ids) for kind, ids in load.acked.items()}
     figures(

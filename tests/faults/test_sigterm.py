@@ -35,10 +35,10 @@ def take_write_lock(path: Path) -> sqlite3.Connection:
 async def test_sigterm_lets_the_requests_in_flight_finish_and_exits_0(tmp_path: Path, figures: Record) -> None:
     server = Server(tmp_path)  # the embedded default: SQLite in the data folder
     lock: sqlite3.Connection | None = None
+    load = WriteLoad(server, clients=8, seconds=60)
     try:
         server.start()
-        load = WriteLoad(server, clients=8, seconds=60)
-        running = asyncio.create_task(load.run())
+        running = load.start()
         await until(lambda: load.acknowledged() >= 30 or running.done(), 60, "the load to get going")
         lock = await asyncio.to_thread(take_write_lock, tmp_path / "silta.db")
         await asyncio.sleep(0.3)  # the clients' next writes reach the server and wait for the lock
@@ -67,6 +67,7 @@ async def test_sigterm_lets_the_requests_in_flight_finish_and_exits_0(tmp_path: 
     finally:
         if lock is not None:
             lock.close()
+        await load.close()
         server.stop()
     figures(
         "sigterm-sqlite",
