@@ -33,6 +33,7 @@ def serve(
 ) -> None:
     """Migrate (by default) and serve the API with uvicorn, logging JSON lines to stderr."""
     import logging
+    import signal
 
     import uvicorn
 
@@ -49,8 +50,26 @@ def serve(
         log.warning("development signing key in use; get a token with: silta token --role coordinator --region 05")
     if workers > 1:
         _share_metrics_between_workers(settings.data_dir)
+    # On SIGTERM/SIGINT uvicorn stops accepting, lets the requests in flight finish (for at most
+    # the grace period), shuts the app down, then re-raises the signal. A stop that was asked for
+    # and done is a success: exit 0 rather than die of the re-raised signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _stopped)
     # uvicorn keeps our logging (log_config=None); its access log is replaced by app.middleware's line
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, access_log=False, log_config=None)
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+
+
+def _stopped(_signal: int, _frame: Any) -> None:
+    """Uvicorn re-raises the signal once it has shut down (or it came before uvicorn took over)."""
+    raise SystemExit(0)
 
 
 def _share_metrics_between_workers(data_dir: Path) -> None:
