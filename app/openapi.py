@@ -62,6 +62,17 @@ ETAG_READS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/coordination-requests/{request_id}"),
     }
 )
+# Reads any verified caller may make (reference data and the worker directory): the only /v1
+# operations that never answer 403; every other one checks the caller's role or region.
+OPEN_READS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/v1/regions"),
+        ("GET", "/v1/regions/{code}"),
+        ("GET", "/v1/municipalities/{code}"),
+        ("GET", "/v1/workers"),
+        ("GET", "/v1/workers/{worker_id}"),
+    }
+)
 # POSTs that only read personal data: the purpose of use applies to them as to GETs.
 READING_POSTS = frozenset({("POST", "/v1/clients/search")})
 # The conflict each write is best known for (the services raise them); any write may also meet
@@ -112,6 +123,11 @@ NOT_FOUND_CODES = {
     "decision_id": "cost_decision_not_found",
     "request_id": "request_not_found",
     "webhook_id": "webhook_not_found",
+}
+# Operations without path parameters that answer 404 for what a body or a query names.
+REFERENCED: dict[tuple[str, str], str] = {
+    ("POST", "/v1/coordination-requests"): "client_not_found",
+    ("GET", "/v1/cost-decisions/summary"): "region_not_found",
 }
 # Answers only particular operations give, with the error that gives them.
 ROUTE_PROBLEMS: dict[tuple[str, str], type[SiltaError]] = {("GET", "/v1/events"): CursorExpired}
@@ -269,10 +285,10 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
     answers: dict[str, Any] = {}
     if v1:
         answers["401"] = _ref("responses", "Unauthorized")
-    if v1 and write:
+    if v1 and (method, path) not in OPEN_READS:
         answers["403"] = _ref("responses", "Forbidden")
-    if path_parameters:
-        code = _not_found_code(path, path_parameters[0])
+    if path_parameters or (method, path) in REFERENCED:
+        code = _not_found_code(path, path_parameters[0]) if path_parameters else REFERENCED[method, path]
         thing = code.removesuffix("_not_found").replace("_", " ")
         detail = NotFound.title if code == NotFound.code else f"{thing} not found"
         answers["404"] = _problem(
@@ -287,6 +303,7 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
         answers["412"] = _ref("responses", "PreconditionFailed")
         answers["428"] = _ref("responses", "PreconditionRequired")
     if body:
+        answers["400"] = _ref("responses", "BadRequest")
         answers["413"] = _ref("responses", "PayloadTooLarge")
         answers["415"] = _ref("responses", "UnsupportedMediaType")
     if (method, path) in LIMITED:
@@ -318,6 +335,7 @@ def _responses() -> dict[str, Any]:
     )
     too_large = _example(PayloadTooLarge, "payload_too_large", PayloadTooLarge.title)
     wrong_type = _example(UnsupportedMediaType, UnsupportedMediaType.code, "send the body as application/json")
+    unreadable = _example(SiltaError, SiltaError.code, SiltaError.title)
     rate_limited = _problem(
         "The caller (the token's `sub`) has used up its allowance for this kind of endpoint; retry after"
         " `Retry-After` seconds. Limits per deployment: `SILTA_RATE_LIMIT_SEARCH`, `…_EXPORT`, `…_IMPORT`.",
@@ -325,6 +343,11 @@ def _responses() -> dict[str, Any]:
     )
     rate_limited["headers"]["Retry-After"] = _ref("headers", "Retry-After")
     return {
+        "BadRequest": _problem(
+            "The body cannot be read as JSON at all (not UTF-8, or nested too deep); `422` for JSON that does"
+            " not fit the schema.",
+            unreadable,
+        ),
         "Unauthorized": unauthorized,
         "Forbidden": _problem("The caller's role or region may not do this.", forbidden),
         "PreconditionFailed": _problem("If-Match does not match the resource's current ETag.", stale),

@@ -30,7 +30,9 @@ from app.openapi import (
     CONDITIONAL_OPERATIONS,
     CONFLICTS,
     ETAG_READS,
+    OPEN_READS,
     READING_POSTS,
+    REFERENCED,
     ROUTE_PROBLEMS,
     WRITES,
     parameter_name,
@@ -107,11 +109,12 @@ def violations(spec: dict[str, Any], method: str, path: str) -> list[str]:
             found.append(f"no {status} answer")
 
     need(v1, "401")
-    need(v1 and method in WRITES, "403")
-    need(any(p["in"] == "path" for p in parameters), "404")
+    need(v1 and key not in OPEN_READS, "403")
+    need(any(p["in"] == "path" for p in parameters) or key in REFERENCED, "404")
     need(v1 and method in WRITES, "409")
     need(key in CONDITIONAL_OPERATIONS, "412")
     need(key in CONDITIONAL_OPERATIONS, "428")
+    need(body is not None, "400")
     need(body is not None, "413")
     need(body is not None, "415")
     if key in ROUTE_PROBLEMS:
@@ -172,12 +175,22 @@ def test_operation_ids_are_unique():
 
 
 def test_every_listed_operation_exists_and_the_single_resources_carry_etags():
-    assert set(operations(SPEC)) >= CONDITIONAL_OPERATIONS | set(CONFLICTS) | set(ROUTE_PROBLEMS) | set(LIMITED)
+    listed = CONDITIONAL_OPERATIONS | set(CONFLICTS) | set(ROUTE_PROBLEMS) | set(LIMITED) | set(REFERENCED)
+    assert set(operations(SPEC)) >= listed
     reads = ETAG_READS & set(operations(SPEC))
     assert reads >= ETAG_READS - {("GET", "/v1/pairs/{pair_id}")}  # that read is being added elsewhere
     for _, path in reads:
         answer = SPEC["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
         assert resolve(SPEC, answer["schema"]).get("examples"), f"{path}: the resource has no example"
+
+
+def test_403_is_documented_where_the_access_matrix_expects_it():
+    from tests.api.test_access_matrix import MATRIX
+
+    refusing = {key for key, entry in MATRIX.items() if 403 in entry.expect.values()}
+    documented = {key for key in operations(SPEC) if "403" in SPEC["paths"][key[1]][key[0].lower()]["responses"]}
+    assert refusing - documented == set(), "a caller gets 403 where the document does not say so"
+    assert documented - refusing == set(), "the document promises a 403 no caller gets"
 
 
 def test_the_conditional_operations_are_the_routes_that_check_if_match():
