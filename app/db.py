@@ -11,7 +11,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
