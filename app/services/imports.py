@@ -1,0 +1,202 @@
+"""Bulk import of a JSON Lines file of workers, clients and assignments (API.md "Integration").
+
+Each line is ``{"type": "worker" | "client" | "assignment", "source_system": ..., ...}`` and is
+applied, in file order, by the same service the matching API call uses (``import_lines``), so
+every rule, permission and change entry is the API's: an applied line leaves one change entry.
+
+- **Keys.** Clients are found by (source system, ``external_id``) in ``client_external_id``;
+  workers by (region, ``external_id``), the key the worker table has; assignments by client,
+  worker, responsibility and start date. Assignments name their client and worker by those
+  external ids, so they may refer to lines earlier in the same file.
+- **Re-running a file changes nothing.** A line whose entity exists with the same data is
+  ``unchanged``: no write, no change entry. Fields a line leaves out are not compared.
+- **Same key, different data.** What the API lets a region change in place is updated through
+  the API's update services (workers: name, role, service, email; clients: names, support level,
+  address protection) and counted ``updated``. Anything else (identity code, organising or
+  residence region, municipality, aftercare start) is the per-line error ``conflicting_data``:
+  those change through moves and organising transfers, never by overwriting. An assignment
+  line for a responsibility another worker holds is ``responsibility_taken``, as over the API.
+- **Never merged across systems.** An identity code already registered under another source
+  system, in the database or on an earlier line of the file, is ``duplicate_across_systems``
+  naming that system and its external id (for the database, only to a region that holds the
+  client); the same code under another external id of the same system, or registered without
+  this link, is ``duplicate_client``. Identity codes never appear in the report.
+- **Transactions.** A dry run, and an atomic import, run the whole file in one
+  ``OuterTransaction``: each line in its own savepoint (a failing line is rolled back to it and
+  reported, and the next lines still run, so every error is found), then one rollback (dry run,
+  or any error with ``atomic``) or commit. A non-atomic import commits every ``BATCH_LINES``
+  lines, so other writers wait for one batch, not the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.db import OuterTransaction
+from app.domain.access import Caller
+from app.domain.personal_id import parse_personal_id
+from app.errors import ImportRefused, PayloadTooLarge, SiltaError
+from app.models.client import Client
+from app.models.imports import LINE_MODELS, ClientLine, ImportLine, ImportReport, LineError, WorkerLine
+from app.services.audit import record_access
+from app.services.import_lines import FirstSeen, ImportContext, import_assignment, import_client, import_worker
+
+MAX_LINES = 100_000
+BATCH_LINES = 500
+Parsed = list[tuple[int, ImportLine | LineError]]
+
+
+async def import_file(
+    factory: async_sessionmaker[AsyncSession],
+    caller: Caller,
+    body: bytes,
+    *,
+    settings: Settings,
+    dry_run: bool,
+    atomic: bool,
+    source_system: str | None,
+) -> ImportReport:
+    """Validate and apply the file; raise ``ImportRefused`` (with the report) when an atomic import fails."""
+    caller.writer_region()
+    parsed = parse(body, source_system)
+    report = ImportReport(dry_run=dry_run, atomic=atomic, applied=False, lines=len(parsed))
+    ctx = ImportContext(settings=settings)
+    for number, line in parsed:
+        if isinstance(line, ClientLine):
+            _note_code(ctx, number, line)
+    for batch in _batches(parsed, len(parsed) if dry_run or atomic else BATCH_LINES):
+        outer = OuterTransaction(factory)
+        session = await outer.begin()
+        try:
+            for number, line in batch:
+                await _apply(session, caller, number, line, report, ctx)
+        except BaseException:
+            await outer.rollback()
+            raise
+        keep = not dry_run and not (atomic and report.failed)
+        await (outer.commit() if keep else outer.rollback())
+    report.applied = not dry_run and not (atomic and report.failed)
+    report.errors.sort(key=lambda error: error.line)
+    await _log_shown(factory, caller, ctx, settings)
+    if atomic and not dry_run and report.failed:
+        raise ImportRefused(
+            f"{report.failed} of {report.lines} lines failed; nothing was stored", **report.problem_extra()
+        )
+    return report
+
+
+def _named_clients(exc: SiltaError) -> set[uuid.UUID]:
+    existing = exc.extra.get("existing_id")
+    return {uuid.UUID(existing)} if existing else set()
+
+
+async def _log_shown(
+    factory: async_sessionmaker[AsyncSession], caller: Caller, ctx: ImportContext, settings: Settings
+) -> None:
+    """The report named these clients (their other systems' ids, or how they differ): an access entry."""
+    if not ctx.shown:
+        return
+    async with factory() as session:
+        stored = (await session.exec(select(Client.id).where(col(Client.id).in_(ctx.shown)))).all()
+        await record_access(
+            session,
+            caller,
+            method="POST",
+            endpoint="/v1/imports",
+            client_ids=sorted(stored),
+            enabled=settings.audit_access_log,
+        )
+
+
+def parse(body: bytes, source_system: str | None) -> Parsed:
+    """Every non-blank line, numbered from 1, as a validated line or its error (413 over ``MAX_LINES``)."""
+    raw_lines = body.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    numbered = [(number, raw) for number, raw in enumerate(raw_lines, start=1) if raw.strip()]
+    if len(numbered) > MAX_LINES:
+        raise PayloadTooLarge(f"an import holds at most {MAX_LINES} lines", code="too_many_lines")
+    return [(number, _parse_line(number, raw, source_system)) for number, raw in numbered]
+
+
+def _parse_line(number: int, raw: bytes, source_system: str | None) -> ImportLine | LineError:
+    try:
+        value: Any = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return LineError(line=number, code="invalid_json", detail="the line is not UTF-8")
+    except json.JSONDecodeError as exc:
+        return LineError(line=number, code="invalid_json", detail=f"not JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(value, dict):
+        return LineError(line=number, code="invalid_json", detail="each line must be a JSON object")
+    kind = value.get("type")
+    model = LINE_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        return LineError(line=number, code="validation_error", detail="type: must be worker, client or assignment")
+    try:
+        line = model.model_validate(value)
+    except ValidationError as exc:
+        messages = (
+            f"{'.'.join(str(part) for part in error['loc']) or 'line'}: {error['msg']}" for error in exc.errors()
+        )
+        return LineError(line=number, code="validation_error", detail="; ".join(messages))
+    line.source_system = line.source_system or source_system
+    if line.source_system is None and not isinstance(line, WorkerLine):
+        detail = "source_system: required (on the line, or as the import's source_system)"
+        return LineError(line=number, code="validation_error", detail=detail)
+    return line
+
+
+def _note_code(ctx: ImportContext, number: int, line: ClientLine) -> None:
+    """Remember the first line of each identity code, so a later line under another key is reported."""
+    assert line.source_system is not None
+    try:
+        code = parse_personal_id(line.personal_id, accept_temporary=True).code
+    except SiltaError:
+        return  # reported when the line runs
+    ctx.codes.setdefault(code, FirstSeen(line=number, system=line.source_system, external_id=line.external_id))
+
+
+def _batches(parsed: Parsed, size: int) -> Iterator[Sequence[tuple[int, ImportLine | LineError]]]:
+    for start in range(0, len(parsed), max(size, 1)):
+        yield parsed[start : start + max(size, 1)]
+
+
+async def _apply(
+    session: AsyncSession,
+    caller: Caller,
+    number: int,
+    line: ImportLine | LineError,
+    report: ImportReport,
+    ctx: ImportContext,
+) -> None:
+    """One line in its own savepoint; a failure rolls back to it, leaving nothing of the line behind."""
+    if isinstance(line, LineError):
+        report.fail(line.line, line.code, line.detail)
+        return
+    try:
+        if isinstance(line, WorkerLine):
+            outcome = await import_worker(session, caller, line, number, ctx)
+        elif isinstance(line, ClientLine):
+            outcome = await import_client(session, caller, line, number, ctx)
+        else:
+            outcome = await import_assignment(session, caller, line, number, ctx)
+    except SiltaError as exc:
+        await session.rollback()
+        report.fail(number, exc.code, exc.detail)
+        ctx.shown.update(_named_clients(exc))
+    except IntegrityError:
+        await session.rollback()
+        report.fail(number, "conflict", "the line conflicts with the stored data")
+    except DataError:
+        await session.rollback()
+        report.fail(number, "invalid_value", "a value is out of range or not storable")
+    else:
+        setattr(report, outcome, getattr(report, outcome) + 1)
