@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import session_scope
 from app.domain.access import PURPOSES, Caller, default_purpose
-from app.errors import Unauthorized, ValidationFailed
+from app.errors import Unauthorized, UnsupportedMediaType, ValidationFailed
 from app.security import verify_token
 from app.services.audit import record_access
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageParams
@@ -24,6 +25,23 @@ bearer = HTTPBearer(auto_error=False, description="JWT from the deployment's ide
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async for session in session_scope(request.app.state.sessionmaker):
         yield session
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For services that manage their own transactions (imports)."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return factory
+
+
+JSON_LINES = frozenset({"application/x-ndjson", "application/jsonl"})
+
+
+async def json_lines_body(request: Request) -> bytes:
+    """The raw body of a JSON Lines upload; any other content type is 415."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in JSON_LINES:
+        raise UnsupportedMediaType(f"send the file as {' or '.join(sorted(JSON_LINES))}")
+    return await request.body()
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -98,3 +116,5 @@ CurrentCaller = Annotated[Caller, Depends(current_caller)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 Pagination = Annotated[PageParams, Depends(page_params)]
 AccessLogDep = Annotated[AccessLog, Depends(get_access_log)]
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+JsonLinesBody = Annotated[bytes, Depends(json_lines_body)]

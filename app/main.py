@@ -23,6 +23,7 @@ from app.routers import (
     coordination,
     costs,
     health,
+    imports,
     pairs,
     regions,
     workers,
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     problems.install(app)
     app.include_router(health.router)
     protected = [Depends(current_caller)]
-    for module in (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload, audit):
+    modules = (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload, audit, imports)
+    for module in modules:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
     app.add_middleware(RequestIdMiddleware)

@@ -173,6 +173,13 @@ async def r_dispute(api, auth, w) -> Call:
     return lambda: api.post(f"/v1/cost-decisions/{decision['id']}/dispute", json=body, headers=coord(auth, "08"))
 
 
+async def r_import(api, auth, w) -> Call:
+    """A one-line file: an import leaves one change entry per applied line."""
+    line = json.dumps({"type": "worker", "external_id": "imported-1", "name": "Imported", "role": "counsellor"})
+    headers = {**coord(auth, "05"), "Content-Type": "application/x-ndjson"}
+    return lambda: api.post("/v1/imports", content=line.encode(), headers=headers)
+
+
 RECIPES: dict[str, tuple[Callable[..., Awaitable[Call]], str]] = {
     "regions-update_region_settings": (r_settings, "region.settings_updated"),
     "workers-create_worker": (r_create_worker, "worker.created"),
@@ -194,6 +201,7 @@ RECIPES: dict[str, tuple[Callable[..., Awaitable[Call]], str]] = {
     "cost-decisions-propose_decision": (r_propose_decision, "cost_decision.proposed"),
     "cost-decisions-agree": (r_agree, "cost_decision.agreed"),
     "cost-decisions-dispute": (r_dispute, "cost_decision.disputed"),
+    "imports-create_import": (r_import, "worker.created"),
 }
 # POSTs that change no data: a search, and the audit chain's own checkpoints (sealing is not a change)
 READS_BY_POST = {"clients-search_clients", "audit-create_checkpoint", "audit-verify_checkpoint"}
