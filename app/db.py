@@ -7,7 +7,7 @@ The API is async (asyncpg / aiosqlite); Alembic and the CLI use the sync drivers
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -108,10 +108,17 @@ class OuterTransaction:
     service only releases a savepoint (its change entry is still written by that commit) and
     nothing is durable until ``commit()`` here. Idempotent requests use it to store their
     response with their effect; imports use it to apply a whole file or nothing.
+
+    ``savepoints=False`` saves the two statements per commit for work that is all or nothing
+    anyway: a service's commit then only flushes (and writes its change entry), and any
+    ``session.rollback()`` rolls back the whole transaction.
     """
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, factory: async_sessionmaker[AsyncSession], *, savepoints: bool = True) -> None:
         self.factory = factory
+        self.join_mode: Literal["create_savepoint", "rollback_only"] = (
+            "create_savepoint" if savepoints else "rollback_only"
+        )
         self.connection: AsyncConnection | None = None
         self.transaction: AsyncTransaction | None = None
         self.session: AsyncSession | None = None
@@ -120,7 +127,7 @@ class OuterTransaction:
         engine = self.factory.kw["bind"]
         self.connection = await engine.connect()
         self.transaction = await self.connection.begin()
-        self.session = self.factory(bind=self.connection, join_transaction_mode="create_savepoint")
+        self.session = self.factory(bind=self.connection, join_transaction_mode=self.join_mode)
         return self.session
 
     @property
