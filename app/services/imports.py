@@ -48,7 +48,8 @@ from app.domain.personal_id import parse_personal_id
 from app.errors import ImportRefused, PayloadTooLarge, SiltaError
 from app.models.client import Client
 from app.models.imports import LINE_MODELS, ClientLine, ImportLine, ImportReport, LineError, WorkerLine
-from app.services.audit import record_access
+from app.services.audit import DEFERRED, record_access, write_deferred_changes
+from app.services.import_index import ImportIndex, reference_rows
 from app.services.import_lines import FirstSeen, ImportContext, import_assignment, import_client, import_worker
 
 MAX_LINES = 100_000
@@ -69,22 +70,13 @@ async def import_file(
     """Validate and apply the file; raise ``ImportRefused`` (with the report) when an atomic import fails."""
     caller.writer_region()
     parsed = parse(body, source_system)
-    report = ImportReport(dry_run=dry_run, atomic=atomic, applied=False, lines=len(parsed))
-    ctx = ImportContext(settings=settings)
-    for number, line in parsed:
-        if isinstance(line, ClientLine):
-            _note_code(ctx, number, line)
-    for batch in _batches(parsed, len(parsed) if dry_run or atomic else BATCH_LINES):
-        outer = OuterTransaction(factory)
-        session = await outer.begin()
-        try:
-            for number, line in batch:
-                await _apply(session, caller, number, line, report, ctx)
-        except BaseException:
-            await outer.rollback()
-            raise
-        keep = not dry_run and not (atomic and report.failed)
-        await (outer.commit() if keep else outer.rollback())
+    outcome = None
+    if (dry_run or atomic) and not any(isinstance(line, LineError) for _, line in parsed):
+        outcome = await _run(factory, caller, parsed, settings, dry_run=dry_run, atomic=atomic, savepoints=False)
+    if outcome is None:  # a line failed: run again, each line in a savepoint, to report every line
+        outcome = await _run(factory, caller, parsed, settings, dry_run=dry_run, atomic=atomic, savepoints=True)
+    assert outcome is not None  # with savepoints every line is reported
+    report, ctx = outcome
     report.applied = not dry_run and not (atomic and report.failed)
     report.errors.sort(key=lambda error: error.line)
     await _log_shown(factory, caller, ctx, settings)
@@ -93,6 +85,47 @@ async def import_file(
             f"{report.failed} of {report.lines} lines failed; nothing was stored", **report.problem_extra()
         )
     return report
+
+
+async def _run(
+    factory: async_sessionmaker[AsyncSession],
+    caller: Caller,
+    parsed: Parsed,
+    settings: Settings,
+    *,
+    dry_run: bool,
+    atomic: bool,
+    savepoints: bool,
+) -> tuple[ImportReport, ImportContext] | None:
+    """Apply the lines in batches (one for a dry run or an atomic import); None when a line failed
+    without ``savepoints`` (nothing is kept then: the caller runs again with them)."""
+    report = ImportReport(dry_run=dry_run, atomic=atomic, applied=False, lines=len(parsed))
+    ctx = ImportContext(settings=settings)
+    lines = [line for _, line in parsed if not isinstance(line, LineError)]
+    for number, line in parsed:
+        if isinstance(line, ClientLine):
+            _note_code(ctx, number, line)
+    for position, batch in enumerate(_batches(parsed, len(parsed) if dry_run or atomic else BATCH_LINES)):
+        outer = OuterTransaction(factory, savepoints=savepoints)
+        session = await outer.begin()
+        session.info[DEFERRED] = []
+        try:
+            ctx.reference = await reference_rows(session)
+            if position == 0:
+                ctx.index = await ImportIndex.load(session, caller, lines)
+            for number, line in batch:
+                if not await _apply(session, caller, number, line, report, ctx) and not savepoints:
+                    await outer.rollback()
+                    return None
+            keep = not dry_run and not (atomic and report.failed)
+            if keep:
+                await session.run_sync(write_deferred_changes)
+                await session.commit()
+        except BaseException:
+            await outer.rollback()
+            raise
+        await (outer.commit() if keep else outer.rollback())
+    return report, ctx
 
 
 def _named_clients(exc: SiltaError) -> set[uuid.UUID]:
@@ -176,11 +209,13 @@ async def _apply(
     line: ImportLine | LineError,
     report: ImportReport,
     ctx: ImportContext,
-) -> None:
-    """One line in its own savepoint; a failure rolls back to it, leaving nothing of the line behind."""
+) -> bool:
+    """One line; a failure rolls back its savepoint (with its change entry), leaving nothing of it behind."""
     if isinstance(line, LineError):
         report.fail(line.line, line.code, line.detail)
-        return
+        return False
+    deferred = session.info[DEFERRED]
+    mark = len(deferred)
     try:
         if isinstance(line, WorkerLine):
             outcome = await import_worker(session, caller, line, number, ctx)
@@ -188,15 +223,21 @@ async def _apply(
             outcome = await import_client(session, caller, line, number, ctx)
         else:
             outcome = await import_assignment(session, caller, line, number, ctx)
-    except SiltaError as exc:
+    except (SiltaError, IntegrityError, DataError) as exc:
+        del deferred[mark:]
         await session.rollback()
-        report.fail(number, exc.code, exc.detail)
-        ctx.shown.update(_named_clients(exc))
-    except IntegrityError:
-        await session.rollback()
-        report.fail(number, "conflict", "the line conflicts with the stored data")
-    except DataError:
-        await session.rollback()
-        report.fail(number, "invalid_value", "a value is out of range or not storable")
-    else:
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        code, detail = _problem(exc)
+        report.fail(number, code, detail)
+        if isinstance(exc, SiltaError):
+            ctx.shown.update(_named_clients(exc))
+        return False
+    setattr(report, outcome, getattr(report, outcome) + 1)
+    return True
+
+
+def _problem(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, SiltaError):
+        return exc.code, exc.detail
+    if isinstance(exc, IntegrityError):
+        return "conflict", "the line conflicts with the stored data"
+    return "invalid_value", "a value is out of range or not storable"

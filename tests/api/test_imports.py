@@ -215,8 +215,13 @@ async def test_a_non_atomic_import_stores_the_good_lines_and_reports_the_others(
     assert (await stored(app))["change_event"] == 4
 
 
-async def test_a_line_failing_after_its_writes_leaves_nothing_behind(api, auth, app, monkeypatch):
-    """The failing line's rows, gaps and pending change entry go with its savepoint; the next line is whole."""
+@pytest.mark.parametrize("atomic", ["false", "true"])
+async def test_a_line_failing_after_its_writes_leaves_nothing_behind(api, auth, app, monkeypatch, atomic):
+    """The failing line's rows, gaps and pending change entry go with its savepoint; the next line is whole.
+
+    Atomic: the first pass (no savepoints) stops at the failure and the file runs again, each line in a
+    savepoint, so that the report is complete; nothing is stored.
+    """
     real = client_service.reconcile
 
     async def failing(session, caller, client, *, cause):
@@ -226,9 +231,13 @@ async def test_a_line_failing_after_its_writes_leaves_nothing_behind(api, auth, 
 
     monkeypatch.setattr(client_service, "reconcile", failing)
     body = jsonl(client("c1", new_hetu(), first_name="Boom"), client("c2", new_hetu()))
-    response = await post_import(api, coord(auth), body, atomic="false")
+    response = await post_import(api, coord(auth), body, atomic=atomic)
     assert response.json()["errors"] == [{"line": 1, "code": "late_failure", "detail": "late failure"}]
+    assert (response.status_code, response.json()["created"]) == ((422, 1) if atomic == "true" else (200, 1))
     counts = await stored(app)
+    if atomic == "true":
+        assert counts == dict.fromkeys(counts, 0)
+        return
     assert (counts["client"], counts["client_external_id"], counts["compliance_gap"], counts["change_event"]) == (
         1,
         1,
@@ -240,6 +249,32 @@ async def test_a_line_failing_after_its_writes_leaves_nothing_behind(api, auth, 
     changes = changes if isinstance(changes, list) else json.loads(changes)
     assert [c["action"] for c in changes] == ["client.registered", "gap.opened"]
     assert "Boom" not in json.dumps(changes)
+
+
+async def test_a_line_failing_in_its_own_commit_leaves_no_change_entry(api, auth, app, monkeypatch):
+    """The commit writes the line's change entry, then its flush fails: the entry goes with the line."""
+    real = client_service.open_request
+
+    async def misdirected(session, caller, client, **kwargs):
+        request = await real(session, caller, client, **kwargs)
+        if client.first_name == "Boom":
+            request.to_region = "99"  # no such region: the foreign key fails when the commit flushes
+        return request
+
+    monkeypatch.setattr(client_service, "open_request", misdirected)
+    lines = [client("c1", new_hetu(), first_name="Boom", residence_region="08"), client("c2", new_hetu())]
+    response = await post_import(api, coord(auth), jsonl(*lines), atomic="false")
+    assert response.json()["errors"] == [
+        {"line": 1, "code": "conflict", "detail": "the line conflicts with the stored data"}
+    ]
+    counts = await stored(app)
+    assert (counts["client"], counts["change_event"], await count(app, "coordination_request")) == (1, 1, 0)
+
+
+async def test_a_key_twice_in_one_file_is_created_once(api, auth, app, file_lines):
+    response = await post_import(api, coord(auth), jsonl(*file_lines, *file_lines))
+    assert (response.json()["created"], response.json()["unchanged"]) == (6, 6)
+    assert (await stored(app))["change_event"] == 6
 
 
 async def test_the_same_identity_code_under_two_systems_is_reported_not_merged(api, auth, app):
