@@ -22,20 +22,23 @@ every rule, permission and change entry is the API's: an applied line leaves one
   client); the same code under another external id of the same system, or registered without
   this link, is ``duplicate_client``. Identity codes never appear in the report.
 - **Transactions.** A dry run, and an atomic import, run the whole file in one
-  ``OuterTransaction``: each line in its own savepoint (a failing line is rolled back to it and
-  reported, and the next lines still run, so every error is found), then one rollback (dry run,
-  or any error with ``atomic``) or commit. A non-atomic import commits every ``BATCH_LINES``
-  lines, so other writers wait for one batch, not the whole file.
+  ``OuterTransaction``, then one rollback (dry run, or any error with ``atomic``) or commit. They
+  first run without savepoints (two statements a line saved); if a line fails, that run is
+  rolled back and the file runs again with each line in its own savepoint: a failing line is
+  rolled back to it and reported and the next lines still run, so every error is found. A
+  non-atomic import always uses savepoints and commits every ``BATCH_LINES`` lines, so other
+  writers wait for one batch, not the whole file.
+- **Cost.** What every line would look up (keys, the caller's view of the clients, their
+  assignments) is read for the whole file in a few statements (``import_index``), and the
+  change entries are written a thousand at a time; the rest is the services' own work,
+  about eight to ten statements for a client or an assignment (``benchmarks/imports.py``).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -45,16 +48,16 @@ from app.config import Settings
 from app.db import OuterTransaction
 from app.domain.access import Caller
 from app.domain.personal_id import parse_personal_id
-from app.errors import ImportRefused, PayloadTooLarge, SiltaError
+from app.errors import ImportRefused, SiltaError
 from app.models.client import Client
-from app.models.imports import LINE_MODELS, ClientLine, ImportLine, ImportReport, LineError, WorkerLine
+from app.models.imports import ClientLine, ImportLine, ImportReport, LineError, WorkerLine
 from app.services.audit import DEFERRED, record_access, write_deferred_changes
 from app.services.import_index import ImportIndex, reference_rows
 from app.services.import_lines import FirstSeen, ImportContext, import_assignment, import_client, import_worker
+from app.services.import_parsing import Parsed, parse
 
-MAX_LINES = 100_000
 BATCH_LINES = 500
-Parsed = list[tuple[int, ImportLine | LineError]]
+CHANGES_PER_WRITE = 1_000  # change entries held in memory before they are written
 
 
 async def import_file(
@@ -108,24 +111,48 @@ async def _run(
     for position, batch in enumerate(_batches(parsed, len(parsed) if dry_run or atomic else BATCH_LINES)):
         outer = OuterTransaction(factory, savepoints=savepoints)
         session = await outer.begin()
-        session.info[DEFERRED] = []
         try:
-            ctx.reference = await reference_rows(session)
-            if position == 0:
-                ctx.index = await ImportIndex.load(session, caller, lines)
-            for number, line in batch:
-                if not await _apply(session, caller, number, line, report, ctx) and not savepoints:
-                    await outer.rollback()
-                    return None
-            keep = not dry_run and not (atomic and report.failed)
+            first = lines if position == 0 else None
+            complete = await _run_batch(session, caller, batch, report, ctx, load=first, stop_on_failure=not savepoints)
+            keep = complete and not dry_run and not (atomic and report.failed)
             if keep:
-                await session.run_sync(write_deferred_changes)
-                await session.commit()
+                await _write_changes(session)
         except BaseException:
             await outer.rollback()
             raise
         await (outer.commit() if keep else outer.rollback())
+        if not complete:
+            return None
     return report, ctx
+
+
+async def _run_batch(
+    session: AsyncSession,
+    caller: Caller,
+    batch: Sequence[tuple[int, ImportLine | LineError]],
+    report: ImportReport,
+    ctx: ImportContext,
+    *,
+    load: list[ImportLine] | None,
+    stop_on_failure: bool,
+) -> bool:
+    """The lines of one transaction; False when one failed in a session without savepoints."""
+    session.info[DEFERRED] = []
+    ctx.reference = await reference_rows(session)
+    if load is not None:
+        ctx.index = await ImportIndex.load(session, caller, load)
+    for number, line in batch:
+        if not await _apply(session, caller, number, line, report, ctx) and stop_on_failure:
+            return False
+        if len(session.info[DEFERRED]) >= CHANGES_PER_WRITE:
+            await _write_changes(session)
+    return True
+
+
+async def _write_changes(session: AsyncSession) -> None:
+    """The change entries of the lines applied so far, in a few multi-row statements."""
+    await session.run_sync(write_deferred_changes)
+    await session.commit()
 
 
 def _named_clients(exc: SiltaError) -> set[uuid.UUID]:
@@ -149,42 +176,6 @@ async def _log_shown(
             client_ids=sorted(stored),
             enabled=settings.audit_access_log,
         )
-
-
-def parse(body: bytes, source_system: str | None) -> Parsed:
-    """Every non-blank line, numbered from 1, as a validated line or its error (413 over ``MAX_LINES``)."""
-    raw_lines = body.removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    numbered = [(number, raw) for number, raw in enumerate(raw_lines, start=1) if raw.strip()]
-    if len(numbered) > MAX_LINES:
-        raise PayloadTooLarge(f"an import holds at most {MAX_LINES} lines", code="too_many_lines")
-    return [(number, _parse_line(number, raw, source_system)) for number, raw in numbered]
-
-
-def _parse_line(number: int, raw: bytes, source_system: str | None) -> ImportLine | LineError:
-    try:
-        value: Any = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return LineError(line=number, code="invalid_json", detail="the line is not UTF-8")
-    except json.JSONDecodeError as exc:
-        return LineError(line=number, code="invalid_json", detail=f"not JSON: {exc.msg} at column {exc.colno}")
-    if not isinstance(value, dict):
-        return LineError(line=number, code="invalid_json", detail="each line must be a JSON object")
-    kind = value.get("type")
-    model = LINE_MODELS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        return LineError(line=number, code="validation_error", detail="type: must be worker, client or assignment")
-    try:
-        line = model.model_validate(value)
-    except ValidationError as exc:
-        messages = (
-            f"{'.'.join(str(part) for part in error['loc']) or 'line'}: {error['msg']}" for error in exc.errors()
-        )
-        return LineError(line=number, code="validation_error", detail="; ".join(messages))
-    line.source_system = line.source_system or source_system
-    if line.source_system is None and not isinstance(line, WorkerLine):
-        detail = "source_system: required (on the line, or as the import's source_system)"
-        return LineError(line=number, code="validation_error", detail=detail)
-    return line
 
 
 def _note_code(ctx: ImportContext, number: int, line: ClientLine) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from app import middleware
 from app.errors import Unprocessable
 from app.services import clients as client_service
+from app.services import import_parsing
 from app.services import imports as import_service
 from app.services.clock import today
 from tests.api.helpers import new_hetu
@@ -95,7 +96,10 @@ def file_lines() -> list[dict[str, Any]]:
     ]
 
 
-async def test_a_file_creates_workers_clients_and_assignments_referring_to_earlier_lines(api, auth, app, file_lines):
+async def test_a_file_creates_workers_clients_and_assignments_referring_to_earlier_lines(
+    api, auth, app, file_lines, monkeypatch
+):
+    monkeypatch.setattr(import_service, "CHANGES_PER_WRITE", 4)  # the entries are written in two goes
     h = coord(auth)
     response = await post_import(api, h, jsonl(*file_lines))
     assert response.status_code == 200, response.text
@@ -390,7 +394,7 @@ async def test_jsonl_is_accepted_as_well(api, auth):
 
 
 async def test_too_many_lines_or_too_many_bytes_are_413(api, auth, app, monkeypatch):
-    monkeypatch.setattr(import_service, "MAX_LINES", 2)
+    monkeypatch.setattr(import_parsing, "MAX_LINES", 2)
     response = await post_import(api, coord(auth), jsonl(worker("w1"), worker("w2"), worker("w3")))
     assert response.status_code == 413 and response.json()["code"] == "too_many_lines"
     monkeypatch.setattr(middleware, "MAX_IMPORT_BODY", 100)
