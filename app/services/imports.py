@@ -27,7 +27,9 @@ every rule, permission and change entry is the API's: an applied line leaves one
   rolled back and the file runs again with each line in its own savepoint: a failing line is
   rolled back to it and reported and the next lines still run, so every error is found. A
   non-atomic import always uses savepoints and commits every ``BATCH_LINES`` lines, so other
-  writers wait for one batch, not the whole file.
+  writers wait for one batch, not the whole file. An atomic import holds its locks to the end:
+  on SQLite that is the database's one write lock (other writers get 503 after 10 s), on
+  PostgreSQL the rows of the clients and workers it touched; run big atomic imports off-peak.
 - **Cost.** What every line would look up (keys, the caller's view of the clients, their
   assignments) is read for the whole file in a few statements (``import_index``), and the
   change entries are written a thousand at a time; the rest is the services' own work,
@@ -56,7 +58,7 @@ from app.services.import_index import ImportIndex, reference_rows
 from app.services.import_lines import FirstSeen, ImportContext, import_assignment, import_client, import_worker
 from app.services.import_parsing import Parsed, parse
 
-BATCH_LINES = 500
+BATCH_LINES = 100  # a few seconds of locks at most: SQLite's other writers wait 10 s before they give up
 CHANGES_PER_WRITE = 1_000  # change entries held in memory before they are written
 
 

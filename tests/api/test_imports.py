@@ -207,7 +207,10 @@ async def test_an_atomic_import_with_one_bad_line_stores_nothing(api, auth, app,
     assert await stored(app) == dict.fromkeys(await stored(app), 0)
 
 
-async def test_a_non_atomic_import_stores_the_good_lines_and_reports_the_others(api, auth, app, file_lines):
+async def test_a_non_atomic_import_stores_the_good_lines_and_reports_the_others(
+    api, auth, app, file_lines, monkeypatch
+):
+    monkeypatch.setattr(import_service, "BATCH_LINES", 2)  # three commits; lines refer to earlier batches
     h = coord(auth)
     file_lines[3]["residence_region"] = "99"
     response = await post_import(api, h, jsonl(*file_lines), atomic="false")
