@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import event, insert, orm
+from sqlalchemy import event, insert
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -40,7 +40,6 @@ from app.services.clock import today
 NEVER_LOGGED = frozenset({"personal_id"})
 PENDING, CALLER, MAC_KEY = "silta.changes", "silta.caller", "silta.mac_key"
 NO_CHANGE_LOG = "silta.no_change_log"  # set only by benchmarks measuring what the change log costs
-DEFERRED = "silta.deferred_changes"  # a list: entries wait there for write_deferred_changes (bulk imports)
 
 
 class AuditKey:
@@ -144,10 +143,6 @@ def _write_change_entry(session: Session) -> None:
         changes=changes,
     )
     entry.mac = entry_mac(mac_key(session), "change", entry)
-    deferred = session.info.get(DEFERRED)
-    if deferred is not None:
-        deferred.append((entry, clients))
-        return
     session.add(entry)
     session.flush()
     if clients:
@@ -155,26 +150,6 @@ def _write_change_entry(session: Session) -> None:
             insert(ChangeEventClient),
             [{"event_id": entry.id, "client_id": uuid.UUID(client)} for client in clients],
         )
-
-
-def write_deferred_changes(session: orm.Session) -> int:
-    """Insert the change entries that waited in ``session.info[DEFERRED]``, in their order, in bulk.
-
-    A bulk import sets the list so that each line's commit still makes its own entry, in the
-    same transaction, but the entries go in a few multi-row statements at the end; the caller
-    drops a line's entry if that line is rolled back, and commits after this.
-    """
-    deferred: list[tuple[ChangeEvent, list[str]]] = session.info.get(DEFERRED) or []
-    if not deferred:
-        return 0
-    session.add_all([entry for entry, _ in deferred])
-    session.flush()
-    rows = [{"event_id": entry.id, "client_id": uuid.UUID(client)} for entry, clients in deferred for client in clients]
-    if rows:
-        session.execute(insert(ChangeEventClient), rows)
-    written = len(deferred)
-    deferred.clear()
-    return written
 
 
 @event.listens_for(AuditedSession, "after_rollback")

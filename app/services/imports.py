@@ -31,9 +31,8 @@ every rule, permission and change entry is the API's: an applied line leaves one
   on SQLite that is the database's one write lock (other writers get 503 after 10 s), on
   PostgreSQL the rows of the clients and workers it touched; run big atomic imports off-peak.
 - **Cost.** What every line would look up (keys, the caller's view of the clients, their
-  assignments) is read for the whole file in a few statements (``import_index``), and the
-  change entries are written a thousand at a time; the rest is the services' own work,
-  about eight to ten statements for a client or an assignment (``benchmarks/imports.py``).
+  assignments) is read for the whole file in a few statements (``import_index``); the rest is
+  the services' own work, commit hook included (``benchmarks/imports.py``).
 """
 
 from __future__ import annotations
@@ -53,13 +52,12 @@ from app.domain.personal_id import parse_personal_id
 from app.errors import ImportRefused, SiltaError
 from app.models.client import Client
 from app.models.imports import ClientLine, ImportLine, ImportReport, LineError, WorkerLine
-from app.services.audit import DEFERRED, record_access, write_deferred_changes
+from app.services.audit import record_access
 from app.services.import_index import ImportIndex, reference_rows
 from app.services.import_lines import FirstSeen, ImportContext, import_assignment, import_client, import_worker
 from app.services.import_parsing import Parsed, parse
 
 BATCH_LINES = 100  # a few seconds of locks at most: SQLite's other writers wait 10 s before they give up
-CHANGES_PER_WRITE = 1_000  # change entries held in memory before they are written
 
 
 async def import_file(
@@ -117,8 +115,6 @@ async def _run(
             first = lines if position == 0 else None
             complete = await _run_batch(session, caller, batch, report, ctx, load=first, stop_on_failure=not savepoints)
             keep = complete and not dry_run and not (atomic and report.failed)
-            if keep:
-                await _write_changes(session)
         except BaseException:
             await outer.rollback()
             raise
@@ -139,22 +135,13 @@ async def _run_batch(
     stop_on_failure: bool,
 ) -> bool:
     """The lines of one transaction; False when one failed in a session without savepoints."""
-    session.info[DEFERRED] = []
     ctx.reference = await reference_rows(session)
     if load is not None:
         ctx.index = await ImportIndex.load(session, caller, load)
     for number, line in batch:
         if not await _apply(session, caller, number, line, report, ctx) and stop_on_failure:
             return False
-        if len(session.info[DEFERRED]) >= CHANGES_PER_WRITE:
-            await _write_changes(session)
     return True
-
-
-async def _write_changes(session: AsyncSession) -> None:
-    """The change entries of the lines applied so far, in a few multi-row statements."""
-    await session.run_sync(write_deferred_changes)
-    await session.commit()
 
 
 def _named_clients(exc: SiltaError) -> set[uuid.UUID]:
@@ -207,8 +194,6 @@ async def _apply(
     if isinstance(line, LineError):
         report.fail(line.line, line.code, line.detail)
         return False
-    deferred = session.info[DEFERRED]
-    mark = len(deferred)
     try:
         if isinstance(line, WorkerLine):
             outcome = await import_worker(session, caller, line, number, ctx)
@@ -217,7 +202,6 @@ async def _apply(
         else:
             outcome = await import_assignment(session, caller, line, number, ctx)
     except (SiltaError, IntegrityError, DataError) as exc:
-        del deferred[mark:]
         await session.rollback()
         code, detail = _problem(exc)
         report.fail(number, code, detail)

@@ -96,10 +96,7 @@ def file_lines() -> list[dict[str, Any]]:
     ]
 
 
-async def test_a_file_creates_workers_clients_and_assignments_referring_to_earlier_lines(
-    api, auth, app, file_lines, monkeypatch
-):
-    monkeypatch.setattr(import_service, "CHANGES_PER_WRITE", 4)  # the entries are written in two goes
+async def test_a_file_creates_workers_clients_and_assignments_referring_to_earlier_lines(api, auth, app, file_lines):
     h = coord(auth)
     response = await post_import(api, h, jsonl(*file_lines))
     assert response.status_code == 200, response.text
