@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from app.config import Settings, get_settings
+from app.config import get_settings
 from app.security import Role, mint_dev_token
 
 cli = typer.Typer(help="Silta: aftercare responsibility across regions.", no_args_is_help=True)
@@ -126,42 +128,36 @@ def import_file(
 
 
 async def _import(caller: Any, body: bytes, *, dry_run: bool, atomic: bool, system: str | None) -> Any:
-    from app.db import make_engine
     from app.services.imports import import_file as run
 
     settings = get_settings()
-    engine = make_engine(settings)
-    try:
-        factory = _sessionmaker(settings, engine)
+    async with _audited_sessions() as factory:
         return await run(factory, caller, body, settings=settings, dry_run=dry_run, atomic=atomic, source_system=system)
-    finally:
-        await engine.dispose()
 
 
 audit = typer.Typer(help="The tamper-evident audit chain.", no_args_is_help=True)
 cli.add_typer(audit, name="audit")
 
 
-def _sessionmaker(settings: Settings, engine: Any) -> Any:
-    """Sessions like the app's: audited, with the audit key and the change-log switch."""
-    from app.db import make_sessionmaker
+@contextlib.asynccontextmanager
+async def _audited_sessions() -> AsyncIterator[Any]:
+    """Sessions like the service's own (writes are change-logged, reads access-logged)."""
+    from app.db import make_engine, make_sessionmaker
     from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
-
-    key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
-    info = {MAC_KEY: key, NO_CHANGE_LOG: not settings.audit_change_log}
-    return make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
-
-
-async def _with_audit_session(work: Any) -> Any:
-    from app.db import make_engine
 
     settings = get_settings()
     engine = make_engine(settings)
+    key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
+    info = {MAC_KEY: key, NO_CHANGE_LOG: not settings.audit_change_log}
     try:
-        async with _sessionmaker(settings, engine)() as session:
-            return await work(session)
+        yield make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
     finally:
         await engine.dispose()
+
+
+async def _with_audit_session(work: Any) -> Any:
+    async with _audited_sessions() as factory, factory() as session:
+        return await work(session)
 
 
 @audit.command("verify")
@@ -188,6 +184,45 @@ def audit_seal(full: Annotated[bool, typer.Option(help="look through the whole o
 
     sealed = asyncio.run(_with_audit_session(lambda session: chain.seal(session, full=full)))
     typer.echo(f"sealed {sealed} entries")
+
+
+@cli.command()
+def deliver(
+    batch: Annotated[int, typer.Option(min=1, max=500, help="deliveries claimed at a time")] = 20,
+    poll: Annotated[float, typer.Option(min=0.05, help="seconds to wait when nothing is due")] = 1.0,
+    once: Annotated[bool, typer.Option(help="send one batch and exit")] = False,
+    worker: Annotated[str | None, typer.Option(help="this worker's name in the delivery log")] = None,
+) -> None:
+    """Push webhook deliveries until SIGTERM or SIGINT (run as many workers as you like)."""
+    import asyncio
+    import os
+    import signal
+    import socket
+
+    import httpx
+
+    from app.services.delivery import Deliverer
+
+    settings = get_settings()
+    name = worker or f"{socket.gethostname()}:{os.getpid()}"
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        timeout = httpx.Timeout(settings.webhook_timeout_seconds, connect=min(5.0, settings.webhook_timeout_seconds))
+        async with (
+            _audited_sessions() as factory,
+            httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+        ):
+            deliverer = Deliverer(factory, settings, client, name)
+            if once:
+                typer.echo(f"tried {await deliverer.run_once(batch=batch)} deliveries")
+            else:
+                await deliverer.run(stop, batch=batch, poll=poll)
+
+    asyncio.run(run())
 
 
 def main() -> None:

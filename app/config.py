@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = 30
 
     accept_temporary_ids: bool = False
+    require_if_match: bool = False
+    feed_retention_days: int = 30
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 10.0
+    webhook_backoff_cap_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_lease_seconds: float = 60.0
+    housekeeping_seconds: float = 300.0
     default_grace_days: int = 14
 
     audit_key_file: Path | None = None

@@ -112,27 +112,47 @@ class OuterTransaction:
     ``savepoints=False`` saves the two statements per commit for work that is all or nothing
     anyway: a service's commit then only flushes (and writes its change entry), and any
     ``session.rollback()`` rolls back the whole transaction.
+
+    ``within``: a connection already in a transaction (an idempotent request's). The work then
+    runs in a savepoint of it: ``commit()`` releases the savepoint, ``rollback()`` rolls back to
+    it, and the connection's own transaction decides what becomes durable.
     """
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession], *, savepoints: bool = True) -> None:
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        savepoints: bool = True,
+        within: AsyncConnection | None = None,
+    ) -> None:
         self.factory = factory
         self.join_mode: Literal["create_savepoint", "rollback_only"] = (
             "create_savepoint" if savepoints else "rollback_only"
         )
+        self.borrowed = within
         self.connection: AsyncConnection | None = None
         self.transaction: AsyncTransaction | None = None
         self.session: AsyncSession | None = None
 
     async def begin(self) -> AsyncSession:
-        engine = self.factory.kw["bind"]
-        self.connection = await engine.connect()
-        self.transaction = await self.connection.begin()
+        if self.borrowed is not None:
+            self.connection = self.borrowed
+            self.transaction = await self.connection.begin_nested()
+        else:
+            self.connection = await self.factory.kw["bind"].connect()
+            self.transaction = await self.connection.begin()
         self.session = self.factory(bind=self.connection, join_transaction_mode=self.join_mode)
         return self.session
 
     @property
     def active(self) -> bool:
         return self.transaction is not None and self.transaction.is_active
+
+    async def close_session(self) -> None:
+        """End the session (rolling back an unfinished savepoint) but keep the transaction open."""
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
 
     async def commit(self) -> None:
         await self._end(commit=True)
@@ -142,11 +162,10 @@ class OuterTransaction:
 
     async def _end(self, *, commit: bool) -> None:
         try:
-            if self.session is not None:
-                await self.session.close()
+            await self.close_session()
             if self.transaction is not None and self.transaction.is_active:
                 await (self.transaction.commit() if commit else self.transaction.rollback())
         finally:
-            if self.connection is not None:
+            if self.connection is not None and self.borrowed is None:
                 await self.connection.close()
             self.session = self.transaction = self.connection = None

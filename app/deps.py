@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import session_scope
 from app.domain.access import PURPOSES, Caller, default_purpose
-from app.errors import Unauthorized, UnsupportedMediaType, ValidationFailed
+from app.errors import NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
 from app.security import verify_token
+from app.services import idempotency, preconditions
 from app.services.audit import record_access
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageParams
 
@@ -23,14 +26,31 @@ bearer = HTTPBearer(auto_error=False, description="JWT from the deployment's ide
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessionmaker):
-        yield session
+    """The request's session; for an idempotent POST, joined to the transaction that stores its response."""
+    key = idempotency.wanted(request.scope)
+    if key is None:
+        async for session in session_scope(request.app.state.sessionmaker):
+            yield session
+        return
+    call = idempotency.IdempotentCall(request.app.state.sessionmaker, key)
+    request.scope.setdefault("state", {})[idempotency.STATE] = call  # the middleware ends it
+    yield await call.begin()
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     """For services that manage their own transactions (imports)."""
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return factory
+
+
+def idempotent_connection(request: Request) -> AsyncConnection | None:
+    """The connection of the request's idempotent transaction (it has an Idempotency-Key), else None.
+
+    Work that manages its own transactions (imports) runs inside it, so that its effect and the
+    stored answer still commit together.
+    """
+    call = request.scope.get("state", {}).get(idempotency.STATE)
+    return call.outer.connection if call is not None else None
 
 
 JSON_LINES = frozenset({"application/x-ndjson", "application/jsonl"})
@@ -70,11 +90,49 @@ async def current_caller(
     )
 
 
+async def idempotency_guard(
+    request: Request,
+    caller: Annotated[Caller, Depends(current_caller)],
+    session: Annotated[AsyncSession, Depends(get_session)],
+) -> None:
+    """Replay or refuse a POST whose Idempotency-Key was seen before (see app.services.idempotency)."""
+    call = request.scope.get("state", {}).get(idempotency.STATE)
+    if call is not None:
+        body = await request.body()
+        await call.claim(caller.subject, request.method, request.url.path, request.url.query, body)
+
+
 def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
 ) -> PageParams:
     return PageParams(limit=limit, cursor=cursor)
+
+
+class Conditional:
+    """If-Match on a state-changing call, and the ETag of what it answers (see app.services.preconditions)."""
+
+    def __init__(self, request: Request, session: Annotated[AsyncSession, Depends(get_session)]) -> None:
+        self.session = session
+        self.if_match = request.headers.get("if-match")
+        self.required = request.app.state.settings.require_if_match
+
+    async def check(
+        self, lock: Callable[[AsyncSession], Awaitable[Any]], current: Callable[[], Awaitable[BaseModel]]
+    ) -> None:
+        """412/428 unless If-Match names the current representation (checked under ``lock``)."""
+        await preconditions.check(
+            self.session, if_match=self.if_match, required=self.required, lock=lock, current=current
+        )
+
+    async def tag(self, response: Response, current: Callable[[], Awaitable[BaseModel]]) -> None:
+        """Answer with the ETag of the resource as it is now (none if the change took it out of sight)."""
+        with contextlib.suppress(NotFound):
+            self.tag_with(response, await current())
+
+    @staticmethod
+    def tag_with(response: Response, representation: BaseModel) -> None:
+        response.headers["ETag"] = preconditions.etag_of(representation)
 
 
 class AccessLog:
@@ -116,5 +174,7 @@ CurrentCaller = Annotated[Caller, Depends(current_caller)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 Pagination = Annotated[PageParams, Depends(page_params)]
 AccessLogDep = Annotated[AccessLog, Depends(get_access_log)]
+ConditionalDep = Annotated[Conditional, Depends(Conditional)]
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+IdempotentConnection = Annotated[AsyncConnection | None, Depends(idempotent_connection)]
 JsonLinesBody = Annotated[bytes, Depends(json_lines_body)]

@@ -9,10 +9,10 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
-from app import problems
+from app import openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller
+from app.deps import current_caller, idempotency_guard
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.routers import (
     assignments,
@@ -22,17 +22,35 @@ from app.routers import (
     compliance,
     coordination,
     costs,
+    events,
     health,
     imports,
     pairs,
     regions,
+    webhooks,
     workers,
 )
 from app.security import KeyStore
-from app.services import chain
+from app.services import background
 from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
+from app.services.idempotency import IdempotencyMiddleware
 
 API_VERSION = "1.0.0"
+ROUTERS = (
+    regions,
+    workers,
+    clients,
+    assignments,
+    compliance,
+    coordination,
+    pairs,
+    costs,
+    caseload,
+    audit,
+    events,
+    webhooks,
+    imports,
+)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -51,7 +69,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with chain.running_sealer(factory, settings.audit_seal_seconds):
+        async with background.running(factory, settings):
             yield
         await engine.dispose()
 
@@ -68,11 +86,12 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.audit_key = audit_key
     app.state.keys = KeyStore(settings, transport=jwks_transport)
     problems.install(app)
+    openapi.install(app)
     app.include_router(health.router)
-    protected = [Depends(current_caller)]
-    modules = (regions, workers, clients, assignments, compliance, coordination, pairs, costs, caseload, audit, imports)
-    for module in modules:
+    protected = [Depends(current_caller), Depends(idempotency_guard)]
+    for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
+    app.add_middleware(IdempotencyMiddleware, on_error=problems.of)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -7,12 +7,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from app.errors import SiltaError
+from app.services.idempotency import Replay
 
 log = logging.getLogger("silta")
 HTTP_CODES = {
@@ -48,9 +49,21 @@ def _loc(loc: tuple[Any, ...]) -> list[Any]:
     return [part for part in loc if part not in {"body"}] or list(loc)
 
 
+def of(exc: SiltaError) -> JSONResponse:
+    """The problem response for one of our errors."""
+    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
 async def _silta_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SiltaError)
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    return of(exc)
+
+
+async def _replay(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Replay)
+    record = exc.record
+    headers = {**record.headers, "Idempotent-Replayed": "true"}
+    return Response(record.body, status_code=record.status_code, headers=headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -99,6 +112,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """The one place that maps exceptions to HTTP."""
+    app.add_exception_handler(Replay, _replay)
     app.add_exception_handler(SiltaError, _silta_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -28,37 +28,21 @@ Only loopback hosts are used: PostgreSQL, both servers and every load target.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import ipaddress
-import json
-import os
-import platform
-import shlex
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+import harness
 import httpx
 import psycopg
+from harness import DISTURBED_PCT, PYTHON, REPO, Measured, Processes, Target
 from psycopg import sql
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_BENCH_DIR = REPO.parent / "shared" / "bench"
-RESULTS_DIR = REPO / "benchmarks" / "results"
-PYTHON = sys.executable
 
 REGION = "08"  # the region under test, as in tests/api/test_caseload.py
 ORGANISING_REGION = "05"  # region 08's generated clients are organised by 05, as in the test
@@ -69,14 +53,9 @@ LEVELS = ("standard", "enhanced", "special")
 NATIONAL_10X_OTHER_CLIENTS = 130_000
 NATIONAL_10X_OTHER_WORKERS = 2_000
 
-# bounds: every load loop and every wait in this script is finite
-MAX_DURATION_S, MAX_RUNS, MAX_WARMUP_S, MAX_CONCURRENCY, MAX_LEVELS = 30, 5, 10, 64, 4
+# bounds: every load loop and every wait in this script is finite (the load's own: harness.py)
 MAX_SERIAL = 50
 MAX_CLIENTS, MAX_WORKERS = 500_000, 20_000
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
-DISTURBED_PCT = 5.0  # load.py's own threshold for "other processes used the machine"
-QUIET_PCT = 10.0  # busier than this with both servers idle: another workload is running
 MAX_WAIT_QUIET_S = 600
 RETRY_WAIT_QUIET_S = 30.0  # before measuring a disturbed endpoint again
 MAX_RETRIES = 3
@@ -125,125 +104,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-# --------------------------------------------------------------------------- processes
-
-
-class Processes:
-    """Every process this run starts; ``stop_all`` ends exactly those (by their own ids)."""
-
-    def __init__(self) -> None:
-        self._started: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, cmd: Sequence[str], *, cwd: Path, env: dict[str, str], log: Path) -> int:
-        """Start ``cmd`` in its own session (so its children end with it); return its pid."""
-        with log.open("wb") as out:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                list(cmd), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self._started.append((name, proc))
-        return proc.pid
-
-    def alive(self, pid: int) -> bool:
-        return any(proc.pid == pid and proc.poll() is None for _, proc in self._started)
-
-    def stop_all(self) -> None:
-        """SIGTERM each started process group, then SIGKILL what is left after a bounded wait."""
-        for _, proc in reversed(self._started):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for name, proc in reversed(self._started):
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT_S)
-                print(f"  {name} (pid {proc.pid}) needed SIGKILL", flush=True)
-        self._started.clear()
-
-
-def _terminate_on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(f"stopped by signal {signum}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_ready(procs: Processes, pid: int, url: str, log: Path) -> None:
-    """Poll ``url`` until it answers 200; fail early if the server exits (bounded wait)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not procs.alive(pid):
-            raise RuntimeError(f"server exited before answering {url}:\n{tail(log)}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {READY_TIMEOUT_S:.0f} s:\n{tail(log)}")
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def run_checked(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
-    """Run a short command to completion; raise with its output when it fails."""
-    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-# --------------------------------------------------------------------------- database
-
-
-def ensure_loopback(url: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    raise SystemExit(f"refusing non-loopback host {host!r} in {url}")
-
-
-def database_url(admin_url: str, name: str, scheme: str | None = None) -> str:
-    """``admin_url`` pointed at database ``name`` (optionally with another scheme, e.g. +psycopg)."""
-    parts = urlsplit(admin_url)
-    return urlunsplit((scheme or parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-
-
-def recreate_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def postmaster_pid(admin_url: str) -> int | None:
-    """The PostgreSQL server's root pid, for load.py's per-request DB CPU accounting."""
-    try:
-        with psycopg.connect(admin_url) as conn:
-            row = conn.execute("SHOW data_directory").fetchone()
-        return int((Path(row[0]) / "postmaster.pid").read_text().split("\n", 1)[0]) if row else None
-    except (OSError, ValueError, psycopg.Error):
-        return None
+# --------------------------------------------------------------------------- data
 
 
 @dataclass
@@ -339,30 +200,7 @@ def silta_pool() -> tuple[int, int]:
     return settings.db_pool_size, settings.db_max_overflow
 
 
-def seed_baseline(base: str, count: int) -> list[str]:
-    """Insert ``count`` rows through the baseline's own POST endpoint; return their ids."""
-    body = {"name": "bench", "region": REGION, "birth_date": "2005-01-01", "score": 1, "payload": {"k": "v"}}
-    ids = []
-    with httpx.Client(base_url=base, timeout=10.0) as client:
-        for _ in range(count):
-            response = client.post("/inline/items", json=body)
-            response.raise_for_status()
-            ids.append(response.json()["id"])
-    return ids
-
-
 # --------------------------------------------------------------------------- measuring
-
-
-@dataclass
-class Target:
-    """An endpoint resolved against this run's servers, tokens and ids."""
-
-    endpoint: Endpoint
-    url: str
-    bearer_file: Path | None
-    ids_file: Path | None
-    server_pid: int
 
 
 @dataclass
@@ -397,7 +235,7 @@ def probe(target: Target, warmup: int, serial: int, first_id: str) -> Serial:
 
 def describe(target: Target, response: httpx.Response) -> str:
     """What the answer holds, to show the reports really covered the generated data."""
-    key = target.endpoint.key
+    key = target.key
     if key == "silta.caseload":
         body = response.json()
         roles = {r["role"]: r.get("workers") for r in body.get("roles", [])}
@@ -414,101 +252,31 @@ def describe(target: Target, response: httpx.Response) -> str:
 
 
 @dataclass
-class Measured:
-    """load.py's median over the runs at one concurrency (or why there is none)."""
+class Retried(Measured):
+    """A measurement and how many attempts it took (see ``measure_undisturbed``)."""
 
-    key: str
-    concurrency: int
-    median: dict[str, Any] | None = None
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
     attempts: int = 1
-
-    @property
-    def disturbed_runs(self) -> int:
-        return sum((run.get("foreign_cpu_pct") or 0) > DISTURBED_PCT for run in self.runs)
-
-
-def measure(target: Target, args: argparse.Namespace, concurrency: int, db_pid: int | None, jsonl: Path) -> Measured:
-    """One bounded load.py invocation: ``--warmup`` s unrecorded, then ``--runs`` x ``--duration`` s."""
-    label = f"{target.endpoint.key} c={concurrency}"
-    cmd = [
-        PYTHON,
-        str(args.bench_dir / "load.py"),
-        "--url",
-        target.url,
-        "-c",
-        str(concurrency),
-        "-d",
-        str(args.duration),
-        "--warmup",
-        str(args.warmup),
-        "--runs",
-        str(args.runs),
-        "--timeout",
-        str(args.request_timeout),
-        "--server-pid",
-        str(target.server_pid),
-        "--label",
-        label,
-        "--json-out",
-        str(jsonl),
-    ]
-    if db_pid:
-        cmd += ["--db-pid", str(db_pid)]
-    if args.wrk_cpu is not None:
-        cmd += ["--wrk-cpu", args.wrk_cpu]
-    if target.bearer_file:
-        cmd += ["--bearer-file", str(target.bearer_file)]
-    if target.ids_file:
-        cmd += ["--ids-file", str(target.ids_file)]
-    before = jsonl.read_text().count("\n") if jsonl.exists() else 0
-    bound = args.warmup + args.runs * (args.duration + 30) + 60
-    # its own session, so that wrk (load.py's child) ends with it if this run is interrupted
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=bound)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT_S)
-        raise
-    sys.stdout.write(stdout)
-    lines = jsonl.read_text().splitlines() if jsonl.exists() else []
-    if proc.returncode != 0 or len(lines) <= before:
-        error = (stderr or stdout).strip().splitlines()[-1:] or [f"load.py exited {proc.returncode}"]
-        print(f"  {label}: FAILED: {error[0]}", flush=True)
-        return Measured(target.endpoint.key, concurrency, error=error[0])
-    record = json.loads(lines[-1])
-    return Measured(target.endpoint.key, concurrency, median=record["median"], runs=record["runs"])
 
 
 def measure_undisturbed(
     target: Target, args: argparse.Namespace, concurrency: int, db_pid: int | None, jsonl: Path
-) -> Measured:
+) -> Retried:
     """``measure``, again (at most ``--retries`` times) while most of its runs were DISTURBED.
 
     The machine is shared: a burst of another workload can spoil one measurement. The attempt
     with the fewest disturbed runs is kept, and the report says how many attempts were made.
     """
-    best = measure(target, args, concurrency, db_pid, jsonl)
+    best = harness.measure(target, args, concurrency, db_pid, jsonl, result=Retried)
     for attempt in range(2, args.retries + 2):
         if best.median is None or best.disturbed_runs * 2 <= len(best.runs):
             break
         if args.retry_spent >= args.retry_budget:
-            print(f"  {target.endpoint.key} c={concurrency}: DISTURBED, retry budget spent", flush=True)
+            print(f"  {target.key} c={concurrency}: DISTURBED, retry budget spent", flush=True)
             break
         t0 = time.monotonic()
-        print(f"  {target.endpoint.key} c={concurrency}: most runs DISTURBED, waiting for quiet, again", flush=True)
-        wait_for_quiet(RETRY_WAIT_QUIET_S)
-        again = measure(target, args, concurrency, db_pid, jsonl)
+        print(f"  {target.key} c={concurrency}: most runs DISTURBED, waiting for quiet, again", flush=True)
+        harness.wait_for_quiet(RETRY_WAIT_QUIET_S)
+        again = harness.measure(target, args, concurrency, db_pid, jsonl, result=Retried)
         if again.median is not None and again.disturbed_runs < best.disturbed_runs:
             best = again
         best.attempts = attempt
@@ -516,90 +284,7 @@ def measure_undisturbed(
     return best
 
 
-def wait_for_quiet(max_seconds: float) -> float:
-    """Wait (at most ``max_seconds``) until the machine is quiet; return how busy it was last (%)."""
-    busy = machine_busy_pct()
-    deadline = time.monotonic() + max_seconds
-    while busy > QUIET_PCT and time.monotonic() < deadline:
-        print(f"  machine {busy:.0f} % busy with another workload; waiting", flush=True)
-        time.sleep(min(10.0, max(deadline - time.monotonic(), 0)))
-        busy = machine_busy_pct()
-    return busy
-
-
 # --------------------------------------------------------------------------- reporting
-
-
-def machine_info(admin_url: str) -> dict[str, Any]:
-    """What the numbers were taken on: they compare only within one run on one machine."""
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _read("/proc/cpuinfo").splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem_kb = next(
-        (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal")), 0
-    )
-    with psycopg.connect(admin_url) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    versions = {}
-    for package in ("fastapi", "sqlalchemy", "sqlmodel", "uvicorn", "asyncpg", "psycopg", "pydantic", "python-jose"):
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version
-
-            versions[package] = version(package)
-    wrk = shutil.which("wrk")
-    wrk_version = ""
-    if wrk:
-        out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
-        first = (out.stdout or out.stderr or " ").splitlines()[0]
-        wrk_version = first.split(" [", 1)[0].strip()  # "wrk debian/4.1.0-3+b2"
-    return {
-        "host": platform.node(),
-        "cpu": model,
-        "cpus": os.cpu_count(),
-        "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "postgresql": row[0] if row else None,
-        "wrk": wrk_version,
-        "packages": versions,
-        "load_average_at_start": list(os.getloadavg()),
-        "git": _git_state(),
-    }
-
-
-def machine_busy_pct(seconds: float = 3.0) -> float:
-    """Share of all CPUs busy (user+nice+system) over ``seconds``, sampled while the servers are idle."""
-
-    def busy_and_total() -> tuple[int, int]:
-        fields = [int(x) for x in _read("/proc/stat").split("\n", 1)[0].split()[1:]]
-        return fields[0] + fields[1] + fields[2], sum(fields[:8])
-
-    b0, t0 = busy_and_total()
-    time.sleep(seconds)
-    b1, t1 = busy_and_total()
-    return 100.0 * (b1 - b0) / max(t1 - t0, 1)
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _git_state() -> str:
-    git = shutil.which("git")
-    if not git:
-        return "unknown"
-    head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)  # noqa: S603
-    dirty = subprocess.run([git, "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=False)  # noqa: S603
-    changed = len([line for line in dirty.stdout.splitlines() if not line[3:].startswith("benchmarks/")])
-    return head.stdout.strip() + (f" + {changed} uncommitted file(s) outside benchmarks/" if changed else "")
 
 
 def comparisons(results: list[Measured]) -> list[dict[str, Any]]:
@@ -780,23 +465,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"ten times national scale: --other-workers {NATIONAL_10X_OTHER_WORKERS} "
         f"--other-clients {NATIONAL_10X_OTHER_CLIENTS} (150,000 clients, 3,000 workers with the defaults)",
     )
-    p.add_argument("-c", "--concurrency", type=int, nargs="+", default=[4, 16], help="levels (default 4 16)")
-    p.add_argument("-d", "--duration", type=int, default=4, help="seconds per measured run (default 4)")
-    p.add_argument("--runs", type=int, default=3, help="measured runs per endpoint and level; the median is kept")
-    p.add_argument("--warmup", type=int, default=1, help="unrecorded load seconds before each measurement")
-    p.add_argument("--request-timeout", type=int, default=10, help="wrk per-request timeout, seconds")
+    harness.add_load_args(p, duration=4)
     p.add_argument("--serial", type=int, default=10, help="sequential timed requests per endpoint (unloaded)")
-    p.add_argument(
-        "--admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="loopback PostgreSQL maintenance database used to create and drop the bench databases",
-    )
-    p.add_argument("--db-name", default="silta_bench", help="Silta's database (dropped and recreated)")
-    p.add_argument("--baseline-db-name", default="silta_bench_baseline", help="the baseline's database (likewise)")
-    p.add_argument("--keep-db", action="store_true", help="leave both databases in place afterwards")
-    p.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH_DIR, help="the shared bench folder")
-    p.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the results files go")
-    p.add_argument("--no-pin", action="store_true", help="do not pin the servers to CPU 0 and wrk to CPU 1")
+    harness.add_setup_args(p, db_name="silta_bench", baseline_db_name="silta_bench_baseline")
     p.add_argument(
         "--wait-quiet",
         type=int,
@@ -827,13 +498,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.national_10x:
         args.other_workers = args.other_workers or NATIONAL_10X_OTHER_WORKERS
         args.other_clients = args.other_clients or NATIONAL_10X_OTHER_CLIENTS
-    problems = []
-    if not (1 <= args.duration <= MAX_DURATION_S and 1 <= args.runs <= MAX_RUNS and 0 <= args.warmup <= MAX_WARMUP_S):
-        problems.append(f"duration 1-{MAX_DURATION_S} s, runs 1-{MAX_RUNS}, warmup 0-{MAX_WARMUP_S} s")
-    if not (1 <= len(args.concurrency) <= MAX_LEVELS and all(1 <= c <= MAX_CONCURRENCY for c in args.concurrency)):
-        problems.append(f"1-{MAX_LEVELS} concurrency levels, each 1-{MAX_CONCURRENCY}")
-    if not (1 <= args.serial <= MAX_SERIAL and 1 <= args.request_timeout <= 60):
-        problems.append(f"serial 1-{MAX_SERIAL}, request timeout 1-60 s")
+    problems = harness.arg_problems(args)
+    if not 1 <= args.serial <= MAX_SERIAL:
+        problems.append(f"serial 1-{MAX_SERIAL}")
     if not (0 <= args.retries <= MAX_RETRIES and 0 <= args.retry_budget <= MAX_WAIT_QUIET_S):
         problems.append(f"--retries 0-{MAX_RETRIES}, --retry-budget 0-{MAX_WAIT_QUIET_S} s")
     if not 0 <= args.wait_quiet <= MAX_WAIT_QUIET_S:
@@ -842,87 +509,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         problems.append("at least one worker and one client in the region; no negative counts")
     if args.clients + args.other_clients > MAX_CLIENTS or args.workers + args.other_workers > MAX_WORKERS:
         problems.append(f"at most {MAX_CLIENTS:,} clients and {MAX_WORKERS:,} workers in all")
-    if "bench" not in args.db_name or "bench" not in args.baseline_db_name or args.db_name == args.baseline_db_name:
-        problems.append("the two database names must differ and contain 'bench' (they are dropped)")
     if problems:
         p.error("; ".join(problems))
-    ensure_loopback(args.admin_url)
-    args.bench_dir = args.bench_dir.resolve()
     args.retry_spent = 0.0
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    args.server_cpu, args.wrk_cpu = ("0", "1") if pin else (None, None)
-    return args
+    return harness.settle_args(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    for needed in (args.bench_dir / "baseline_app.py", args.bench_dir / "load.py", args.bench_dir / "wrk_report.lua"):
-        if not needed.exists():
-            raise SystemExit(f"missing {needed} (see --bench-dir)")
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk not found: apt-get install -y wrk")
-    estimate = len(ENDPOINTS) * len(args.concurrency) * (args.warmup + args.runs * args.duration + 0.7)
-    print(
-        f"measuring {len(ENDPOINTS)} endpoints x c={args.concurrency}: about {estimate / 60:.1f} min of load",
-        flush=True,
-    )
-
-    signal.signal(signal.SIGTERM, _terminate_on_signal)
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.monotonic()
-    procs = Processes()
-    work = Path(tempfile.mkdtemp(prefix="silta-bench-"))
-    created: list[str] = []
-    ok = False
-    try:
-        report = run(args, procs, work, created, started)
-        report["runtime_s"] = time.monotonic() - t0
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = args.out_dir / f"caseload-{started.strftime('%Y%m%dT%H%M%SZ')}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(markdown(report))
-        print(f"\nwrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}", flush=True)
-        print(markdown(report).split("## Machine", 1)[0], flush=True)
-        ok = all(m["median"] is not None for m in report["results"])
-    finally:
-        print("stopping servers", flush=True)
-        procs.stop_all()
-        if not args.keep_db:
-            for name in created:
-                with contextlib.suppress(psycopg.Error):
-                    drop_database(args.admin_url, name)
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"server logs kept in {work}", flush=True)
-    return 0 if ok else 1
+    return harness.run_benchmark("caseload", parse_args(argv), run, markdown, endpoints=len(ENDPOINTS))
 
 
 def run(
     args: argparse.Namespace, procs: Processes, work: Path, created: list[str], started: dt.datetime
 ) -> dict[str, Any]:
-    """Set up, start, probe and measure; return the report (``main`` writes it and cleans up)."""
-    machine = machine_info(args.admin_url)
-    silta_url = database_url(args.admin_url, args.db_name)
-    baseline_db = database_url(args.admin_url, args.baseline_db_name, scheme="postgresql+psycopg")
+    """Set up, start, probe and measure; return the report (``harness.run_benchmark`` writes it and cleans up)."""
+    machine = harness.machine_info(args.admin_url, (*harness.PACKAGES, "python-jose"))
+    silta_url = harness.database_url(args.admin_url, args.db_name)
     plan = DataPlan(args.workers, args.clients, args.other_workers, args.other_clients)
 
-    print(f"recreating {args.db_name} and {args.baseline_db_name}", flush=True)
-    for name in (args.db_name, args.baseline_db_name):
-        recreate_database(args.admin_url, name)
-        created.append(name)
-
-    data_dir = work / "silta-data"
-    data_dir.mkdir()
-    silta_env = {
-        **os.environ,
-        "SILTA_DATABASE_URL": silta_url,
-        "SILTA_DATA_DIR": str(data_dir),
-        "SILTA_ENV": "development",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    harness.create_databases(args, created)
+    silta_env = harness.silta_env(args, work)
     print("migrating Silta's database", flush=True)
-    run_checked([PYTHON, "-m", "app.cli", "migrate"], cwd=REPO, env=silta_env)
+    harness.run_checked([PYTHON, "-m", "app.cli", "migrate"], cwd=REPO, env=silta_env)
     print(f"generating {plan}", flush=True)
     g0 = time.monotonic()
     dataset: dict[str, Any] = {"plan": asdict(plan), **generate(silta_url, plan)}
@@ -933,99 +541,76 @@ def run(
     tokens.mkdir()
     bearer: dict[str, Path] = {}
     for name, flags in (("coordinator", ["--role", "coordinator", "--region", REGION]), ("admin", ["--role", "admin"])):
-        token = run_checked([PYTHON, "-m", "app.cli", "token", *flags, "--hours", "2"], cwd=REPO, env=silta_env)
+        token = harness.run_checked([PYTHON, "-m", "app.cli", "token", *flags, "--hours", "2"], cwd=REPO, env=silta_env)
         bearer[name] = tokens / f"{name}.txt"
         bearer[name].write_text(token.strip() + "\n")
 
-    baseline_dir = work / "baseline"
-    baseline_dir.mkdir()
-    shutil.copy2(args.bench_dir / "baseline_app.py", baseline_dir / "baseline_app.py")
-    baseline_env = {
-        **os.environ,
-        "DATABASE_URL": baseline_db,
-        "PERF_KEY_DIR": str(baseline_dir / "keys"),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
     pools = {"silta": silta_pool()}
     if args.baseline_pool == "silta":
         # With 5 + 10 the baseline's async pool closes and reopens connections under load: the
         # backends' CPU is then lost to load.py's accounting and the runs read as DISTURBED.
-        baseline_env |= {"POOL_SIZE": str(pools["silta"][0]), "MAX_OVERFLOW": str(pools["silta"][1])}
+        pool_env = {"POOL_SIZE": str(pools["silta"][0]), "MAX_OVERFLOW": str(pools["silta"][1])}
         pools["baseline"] = pools["silta"]
     else:
-        pools["baseline"] = (5, 10)
-    run_checked([PYTHON, "baseline_app.py", "init"], cwd=baseline_dir, env=baseline_env)
-    bearer["baseline-es256"] = baseline_dir / "keys" / "token_es256.txt"
-
-    pin = ["taskset", "-c", args.server_cpu] if args.server_cpu else []
-    uvicorn = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--workers", "1", "--no-access-log"]
-    ports = {"baseline": free_port(), "silta": free_port()}
-    pids = {
-        "baseline": procs.start(
-            "baseline",
-            [*pin, *uvicorn, "--port", str(ports["baseline"]), "baseline_app:app"],
-            cwd=baseline_dir,
-            env=baseline_env,
-            log=work / "baseline.log",
-        ),
-        "silta": procs.start(
+        pool_env, pools["baseline"] = {}, (5, 10)
+    servers = {
+        "baseline": harness.start_baseline(procs, args, work, env=pool_env),
+        "silta": harness.start_server(
+            procs,
+            work,
             "silta",
-            [*pin, *uvicorn, "--port", str(ports["silta"]), "app.main:app"],
+            lambda port: harness.uvicorn_argv(args, "app.main:app", port),
             cwd=REPO,
             env=silta_env,
-            log=work / "silta.log",
+            health="/healthz",
         ),
     }
-    bases = {server: f"http://127.0.0.1:{port}" for server, port in ports.items()}
-    wait_ready(procs, pids["baseline"], bases["baseline"] + "/ping", work / "baseline.log")
-    wait_ready(procs, pids["silta"], bases["silta"] + "/healthz", work / "silta.log")
-    print(f"baseline on {bases['baseline']} (pid {pids['baseline']}), Silta on {bases['silta']} (pid {pids['silta']})")
+    bearer["baseline-es256"] = servers["baseline"].cwd / "keys" / "token_es256.txt"
+    for server in servers.values():
+        harness.wait_ready(procs, server)
+    baseline, silta = servers["baseline"], servers["silta"]
+    print(f"baseline on {baseline.base} (pid {baseline.pid}), Silta on {silta.base} (pid {silta.pid})")
 
-    ids = seed_baseline(bases["baseline"], 500)
+    body = {"name": "bench", "region": REGION, "birth_date": "2005-01-01", "score": 1, "payload": {"k": "v"}}
+    ids = harness.seed_baseline(baseline.base, 500, body=body, path="/inline/items")
     ids_file = work / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
     dataset["baseline_rows"] = len(ids)
 
     targets = [
         Target(
-            endpoint,
-            bases[endpoint.server] + endpoint.path,
-            bearer[endpoint.token] if endpoint.token else None,
-            ids_file if "{id}" in endpoint.path else None,
-            pids[endpoint.server],
+            endpoint.key,
+            servers[endpoint.server].base + endpoint.path,
+            servers[endpoint.server].pid,
+            bearer_file=bearer[endpoint.token] if endpoint.token else None,
+            ids_file=ids_file if "{id}" in endpoint.path else None,
         )
         for endpoint in ENDPOINTS
     ]
     for target in targets:
-        ensure_loopback(target.url)
+        harness.ensure_loopback(target.url)
 
-    serial_busy = wait_for_quiet(args.wait_quiet)
+    serial_busy = harness.wait_for_quiet(args.wait_quiet)
     print(f"warming up and timing serial requests (machine {serial_busy:.0f} % busy)", flush=True)
     serial: dict[str, dict[str, Any]] = {}
     for target in targets:
         one = probe(target, warmup=3, serial=args.serial, first_id=ids[0])
-        serial[target.endpoint.key] = asdict(one)
-        print(f"  {target.endpoint.key:<20} median {one.median_ms:8.2f} ms  max {one.max_ms:8.2f} ms  {one.check}")
+        serial[target.key] = asdict(one)
+        print(f"  {target.key:<20} median {one.median_ms:8.2f} ms  max {one.max_ms:8.2f} ms  {one.check}")
 
-    idle_busy = wait_for_quiet(args.wait_quiet)
-    print(f"machine busy while the servers idle: {idle_busy:.0f} % of all CPUs", flush=True)
-    if idle_busy > DISTURBED_PCT:
-        print("  another workload is running: expect DISTURBED runs; compare only within this run", flush=True)
-    db_pid = postmaster_pid(args.admin_url)
+    idle_busy = harness.wait_for_quiet(args.wait_quiet)
+    harness.say_how_busy(idle_busy)
+    db_pid = harness.postmaster_pid(args.admin_url)
     jsonl = work / "load.jsonl"
     results: list[Measured] = []
     for concurrency in args.concurrency:
         print(f"load at c={concurrency}", flush=True)
         for target in targets:
-            for server, pid in pids.items():
-                if not procs.alive(pid):
-                    raise RuntimeError(f"{server} server died:\n{tail(work / f'{server}.log')}")
+            harness.check_alive(procs, list(servers.values()))
             results.append(measure_undisturbed(target, args, concurrency, db_pid, jsonl))
 
     return {
-        "benchmark": "caseload",
-        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": shlex.join([os.path.relpath(PYTHON, REPO), "benchmarks/caseload.py", *sys.argv[1:]]),
+        **harness.report_header("caseload", started, __file__),
         "machine": {**machine, "busy_before_serial_pct": serial_busy, "busy_before_load_pct": idle_busy},
         "settings": {
             "concurrency": args.concurrency,

@@ -31,6 +31,11 @@ ISSUER, AUDIENCE, KID = "https://idp.test", "silta-test", "test-rsa-1"
 PG_ADMIN_URL = os.environ.get("SILTA_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_TEST_DB = os.environ.get("SILTA_TEST_PG_DB", "silta_test")
 MUTABLE_TABLES = [
+    "webhook_attempt",
+    "webhook_delivery",
+    "webhook_subscription",
+    "idempotency_key",
+    "feed_event",
     "audit_chain",
     "disclosure_log",
     "access_log_client",
@@ -136,6 +141,7 @@ async def _reset(app: Any, backend: str) -> None:
             for table in MUTABLE_TABLES:
                 await conn.execute(text(f"DELETE FROM {table}"))
         await conn.execute(text("DELETE FROM region_settings_version WHERE recorded_by <> 'migration 0005'"))
+        await conn.execute(text("UPDATE feed_position SET last_seq = 0, purged_through = 0"))
         defaults = {"targets": json.dumps(DEFAULT_CASELOAD_TARGETS), "weights": json.dumps(DEFAULT_CASELOAD_WEIGHTS)}
         cast = "CAST(:{} AS JSONB)" if backend == "postgresql" else ":{}"
         await conn.execute(

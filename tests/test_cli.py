@@ -38,6 +38,13 @@ def test_migrate_builds_the_embedded_database(dev_env):
     assert result.exit_code == 0 and (dev_env / "silta.db").exists()
 
 
+def test_deliver_once_sends_what_is_due_and_exits(dev_env):
+    assert CliRunner().invoke(cli, ["migrate"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["deliver", "--once", "--worker", "cli-test"])
+    assert result.exit_code == 0, result.output
+    assert "tried 0 deliveries" in result.output
+
+
 def test_import_applies_a_file_and_a_rerun_changes_nothing(dev_env, tmp_path):
     import getpass
     import json

@@ -5,9 +5,11 @@ from app.models.audit import ChangeEvent
 from app.models.caseload import RegionSettingsVersion
 from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
 from app.models.cost import CostDecision, CostDecisionEvent
+from app.models.integration import FeedEvent, FeedPosition, IdempotencyRecord
 from app.models.pair import WorkPair
 from app.models.region import Municipality, Region
 from app.models.request import CoordinationRequest
+from app.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.models.worker import Worker
 
 __all__ = [
@@ -19,10 +21,16 @@ __all__ = [
     "CoordinationRequest",
     "CostDecision",
     "CostDecisionEvent",
+    "FeedEvent",
+    "FeedPosition",
+    "IdempotencyRecord",
     "Municipality",
     "Region",
     "RegionSettingsVersion",
     "ResponsibilityPeriod",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "WorkPair",
     "Worker",
 ]

@@ -9,6 +9,7 @@ from typing import Literal
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import InputModel, Responsibility, UTCDateTime, enum_check, new_id, timestamp_field
 
 
@@ -46,6 +47,7 @@ class Assignment(SQLModel, table=True):
 
 
 class AssignmentCreate(InputModel):
+    model_config = ex.config(ex.ASSIGNMENT_CREATE)
     responsibility: Responsibility
     worker_id: uuid.UUID | Literal["suggested"] = Field(
         description='a worker of the caller\'s region, or "suggested": the eligible one with the most room'
@@ -54,6 +56,7 @@ class AssignmentCreate(InputModel):
 
 
 class AssignmentEnd(InputModel):
+    model_config = ex.config(ex.ASSIGNMENT_END)
     end_date: dt.date | None = Field(
         default=None, description="First day the worker no longer holds it (default: today)"
     )
@@ -61,6 +64,7 @@ class AssignmentEnd(InputModel):
 
 
 class AssignmentPublic(SQLModel):
+    model_config = ex.config(ex.ASSIGNMENT_PUBLIC)
     id: uuid.UUID
     client_id: uuid.UUID
     responsibility: Responsibility
@@ -118,6 +122,7 @@ class GapPublic(SQLModel):
 
 
 class CompliancePublic(SQLModel):
+    model_config = ex.config(ex.COMPLIANCE_PUBLIC)
     status: Literal["ok", "gap", "ended", "upcoming"] = Field(
         description="ok, gap or ended; upcoming when as_of falls before the client's aftercare begins"
     )

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import InputModel, JSONType, timestamp_field
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
@@ -23,7 +24,17 @@ def _id() -> Any:
     return Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
 
 
-class ChangeEvent(SQLModel, table=True):
+class ActorColumns(SQLModel):
+    """Who made a change or access entry: the caller's subject, roles and region, client system, request."""
+
+    actor: str = Field(max_length=200)
+    roles: str = Field(max_length=100)
+    actor_region: str | None = Field(default=None, max_length=2)
+    client_system: str | None = Field(default=None, max_length=100)
+    request_id: str | None = Field(default=None, max_length=100)
+
+
+class ChangeEvent(ActorColumns, table=True):
     """One write request: who, as what, from where, and every entity it changed (``changes``)."""
 
     __tablename__ = "change_event"
@@ -35,11 +46,6 @@ class ChangeEvent(SQLModel, table=True):
 
     id: int | None = _id()
     occurred_at: dt.datetime = timestamp_field()
-    actor: str = Field(max_length=200)
-    roles: str = Field(max_length=100)
-    actor_region: str | None = Field(default=None, max_length=2)
-    client_system: str | None = Field(default=None, max_length=100)
-    request_id: str | None = Field(default=None, max_length=100)
     action: str = Field(max_length=60, description="the first change: what the request did")
     entity_type: str = Field(max_length=40)
     entity_id: str = Field(max_length=64)
@@ -58,7 +64,7 @@ class ChangeEventClient(SQLModel, table=True):
     client_id: uuid.UUID = Field(primary_key=True)
 
 
-class AccessEntry(SQLModel, table=True):
+class AccessEntry(ActorColumns, table=True):
     """One response that carried personal data: who read which clients, where, and why."""
 
     __tablename__ = "access_log"
@@ -69,11 +75,6 @@ class AccessEntry(SQLModel, table=True):
 
     id: int | None = _id()
     occurred_at: dt.datetime = timestamp_field()
-    actor: str = Field(max_length=200)
-    roles: str = Field(max_length=100)
-    actor_region: str | None = Field(default=None, max_length=2)
-    client_system: str | None = Field(default=None, max_length=100)
-    request_id: str | None = Field(default=None, max_length=100)
     method: str = Field(max_length=10)
     endpoint: str = Field(max_length=200)
     purpose: str = Field(max_length=30)
@@ -213,6 +214,7 @@ class Checkpoint(SQLModel):
 
 
 class CheckpointCheck(InputModel):
+    model_config = ex.config(ex.CHECKPOINT_CHECK)
     signature: str = Field(max_length=4000)
 
 

@@ -10,6 +10,7 @@ from pydantic import StrictBool
 from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import (
     InputModel,
     MunicipalityCode,
@@ -115,6 +116,7 @@ class ResidenceIn(SQLModel):
 
 
 class ClientCreate(ResidenceIn, InputModel):
+    model_config = ex.config(ex.CLIENT_CREATE)
     personal_id: str = Field(min_length=11, max_length=40)
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
@@ -126,6 +128,7 @@ class ClientCreate(ResidenceIn, InputModel):
 
 
 class ClientUpdate(InputModel):
+    model_config = ex.config(ex.CLIENT_UPDATE)
     first_name: str | None = Field(default=None, min_length=1, max_length=100)
     last_name: str | None = Field(default=None, min_length=1, max_length=100)
     support_level: SupportLevel | None = None
@@ -134,22 +137,26 @@ class ClientUpdate(InputModel):
 
 
 class ClientSearch(InputModel):
+    model_config = ex.config(ex.CLIENT_SEARCH_BY_CODE, ex.CLIENT_SEARCH_BY_EXTERNAL_ID)
     personal_id: str | None = Field(default=None, min_length=1, max_length=40)
     system: str | None = Field(default=None, min_length=1, max_length=100)
     external_id: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class MoveCreate(ResidenceIn, InputModel):
+    model_config = ex.config(ex.MOVE_CREATE)
     effective_date: dt.date
 
 
 class OrganisingTransferCreate(InputModel):
+    model_config = ex.config(ex.ORGANISING_TRANSFER_CREATE)
     to_region: RegionCode
     effective_date: dt.date
     reason: str = Field(min_length=1, max_length=2000)
 
 
 class ClientEnd(InputModel):
+    model_config = ex.config(ex.CLIENT_END)
     end_date: dt.date
     reason: str = Field(min_length=1, max_length=500)
 
@@ -179,6 +186,7 @@ class ExternalIdPublic(SQLModel):
 
 
 class ClientPublic(ClientSummary):
+    model_config = ex.config(ex.CLIENT_PUBLIC)
     access: Literal["full", "request"] = Field(
         default="full",
         description="request: the caller's region sees the client only through an open coordination request,"

@@ -17,6 +17,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import (
     DecisionStatus,
     InputModel,
@@ -83,6 +84,7 @@ class CostDecisionEvent(SQLModel, table=True):
 
 
 class CostDecisionCreate(InputModel):
+    model_config = ex.config(ex.COST_DECISION_CREATE)
     service_type: ServiceType
     payer_region: RegionCode
     payer_service: Service
@@ -97,14 +99,17 @@ class CostDecisionCreate(InputModel):
 
 
 class CostDecisionAgree(InputModel):
+    model_config = ex.config(ex.COST_DECISION_AGREE)
     note: str = Field(default="", max_length=4000)
 
 
 class CostDecisionDispute(InputModel):
+    model_config = ex.config(ex.COST_DECISION_DISPUTE)
     reason: str = Field(min_length=1, max_length=4000)
 
 
 class CostDecisionPublic(SQLModel):
+    model_config = ex.config(ex.COST_DECISION_PUBLIC)
     id: uuid.UUID
     client_id: uuid.UUID
     service_type: ServiceType

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.client import ClientCreate
 from app.models.common import InputModel, RegionCode, Responsibility
 from app.models.worker import WorkerBase
@@ -18,6 +19,8 @@ SYSTEM_DESCRIPTION = "the source system the external ids belong to (default: ?so
 class WorkerLine(WorkerBase, InputModel):
     """A worker of the caller's region, keyed by its ``external_id`` (unique in the region)."""
 
+    model_config = ex.config(ex.IMPORT_WORKER_LINE)
+
     type: Literal["worker"]
     source_system: str | None = Field(default=None, min_length=1, max_length=100, description=SYSTEM_DESCRIPTION)
     external_id: str = Field(min_length=1, max_length=100)
@@ -26,6 +29,8 @@ class WorkerLine(WorkerBase, InputModel):
 
 class ClientLine(ClientCreate):
     """A client keyed by (``source_system``, ``external_id``); the other fields as in ``POST /v1/clients``."""
+
+    model_config = ex.config(ex.IMPORT_CLIENT_LINE)
 
     type: Literal["client"]
     source_system: str | None = Field(default=None, min_length=1, max_length=100, description=SYSTEM_DESCRIPTION)
@@ -40,6 +45,8 @@ class ClientLine(ClientCreate):
 
 class AssignmentLine(InputModel):
     """A named worker for a client, both given by the source system's external ids."""
+
+    model_config = ex.config(ex.IMPORT_ASSIGNMENT_LINE)
 
     type: Literal["assignment"]
     source_system: str | None = Field(default=None, min_length=1, max_length=100, description=SYSTEM_DESCRIPTION)
@@ -66,6 +73,8 @@ class LineError(SQLModel):
 class ImportReport(SQLModel):
     """What an import did (or, for a dry run or a refused atomic import, would have done)."""
 
+    model_config = ex.config(ex.IMPORT_REPORT)
+
     dry_run: bool
     atomic: bool
     applied: bool = Field(description="true when the created and updated lines are stored")
@@ -79,6 +88,3 @@ class ImportReport(SQLModel):
     def fail(self, line: int, code: str, detail: str) -> None:
         self.failed += 1
         self.errors.append(LineError(line=line, code=code, detail=detail))
-
-    def problem_extra(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")

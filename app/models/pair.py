@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import InputModel, PairKind, PairStatus, UTCDateTime, enum_check, new_id, timestamp_field
 
 _LIVE = "status IN ('proposed', 'active')"
@@ -73,15 +74,18 @@ class WorkPair(SQLModel, table=True):
 
 
 class PairCreate(InputModel):
+    model_config = ex.config(ex.PAIR_CREATE)
     worker_ids: list[uuid.UUID] = Field(min_length=2, max_length=2)
     kind: PairKind
 
 
 class PairEnd(InputModel):
+    model_config = ex.config(ex.PAIR_END)
     reason: str = Field(default="ended", min_length=1, max_length=500)
 
 
 class PairPublic(SQLModel):
+    model_config = ex.config(ex.PAIR_PUBLIC)
     id: uuid.UUID
     client_id: uuid.UUID
     kind: PairKind

@@ -9,6 +9,7 @@ from pydantic import StrictInt, field_validator
 from sqlalchemy import CheckConstraint, Column
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import InputModel, JSONType, WorkerRole, timestamp_field
 
 DEFAULT_CASELOAD_TARGETS = {"social_worker": 50, "counsellor": 25, "special_counsellor": 25}
@@ -42,6 +43,7 @@ class Region(SQLModel, table=True):
 
 
 class RegionPublic(SQLModel):
+    model_config = ex.config(ex.REGION_PUBLIC)
     code: str
     name_fi: str
     name_sv: str
@@ -50,6 +52,7 @@ class RegionPublic(SQLModel):
 
 
 class RegionSettingsUpdate(InputModel):
+    model_config = ex.config(ex.REGION_SETTINGS_UPDATE)
     grace_days: StrictInt | None = Field(default=None, ge=0, le=365)
     aftercare_end_age: StrictInt | None = Field(default=None, ge=23, le=25)
     caseload_targets: dict[WorkerRole, StrictInt] | None = None
@@ -85,6 +88,7 @@ class Municipality(SQLModel, table=True):
 
 
 class MunicipalityPublic(SQLModel):
+    model_config = ex.config(ex.MUNICIPALITY_PUBLIC)
     code: str
     name_fi: str
     region: str

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Column, Index, String, text
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import (
     InputModel,
     JSONType,
@@ -68,6 +69,7 @@ class CoordinationRequest(SQLModel, table=True):
 
 
 class CoordinationRequestCreate(InputModel):
+    model_config = ex.config(ex.REQUEST_CREATE)
     client_id: uuid.UUID
     to_region: RegionCode
     kind: RequestKind
@@ -76,10 +78,12 @@ class CoordinationRequestCreate(InputModel):
 
 
 class RequestAnswer(InputModel):
+    model_config = ex.config(ex.REQUEST_ANSWER)
     note: str = Field(default="", max_length=4000)
 
 
 class CoordinationRequestPublic(SQLModel):
+    model_config = ex.config(ex.REQUEST_PUBLIC)
     id: uuid.UUID
     client_id: uuid.UUID
     kind: RequestKind

@@ -9,6 +9,7 @@ from pydantic import StrictBool
 from sqlalchemy import CheckConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
+from app.models import examples as ex
 from app.models.common import Email, InputModel, RegionCode, Service, WorkerRole, enum_check, new_id, timestamp_field
 
 
@@ -42,10 +43,12 @@ class Worker(WorkerBase, table=True):
 
 
 class WorkerCreate(WorkerBase, InputModel):
+    model_config = ex.config(ex.WORKER_CREATE)
     region: RegionCode
 
 
 class WorkerUpdate(InputModel):
+    model_config = ex.config(ex.WORKER_UPDATE)
     name: str | None = Field(default=None, min_length=1, max_length=200)
     email: Email | None = None
     role: WorkerRole | None = None
@@ -54,6 +57,7 @@ class WorkerUpdate(InputModel):
 
 
 class WorkerPublic(WorkerBase):
+    model_config = ex.config(ex.WORKER_PUBLIC)
     id: uuid.UUID
     region: str
     active: bool
@@ -69,5 +73,7 @@ class AffectedClient(SQLModel):
 
 class WorkerUpdated(WorkerPublic):
     """A worker after an update; ``affected_clients`` lists assignments a deactivation ended."""
+
+    model_config = ex.config(ex.WORKER_UPDATED)
 
     affected_clients: list[AffectedClient] = Field(default_factory=list)

@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from app.deps import AccessLogDep, CurrentCaller, SessionDep
+from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.assignment import AssignmentCreate, AssignmentEnd, AssignmentPublic
 from app.models.common import PageOut
 from app.services import assignments as service
@@ -25,12 +25,17 @@ async def create_assignment(
 
 @router.get("/clients/{client_id}/assignments")
 async def list_assignments(
-    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, as_of: dt.date | None = None
+    client_id: uuid.UUID,
+    session: SessionDep,
+    caller: CurrentCaller,
+    log: AccessLogDep,
+    page: Pagination,
+    as_of: dt.date | None = None,
 ) -> PageOut[AssignmentPublic]:
     """The client's assignments (those in force on ``as_of`` when given), oldest first."""
-    items = await service.list_assignments(session, caller, client_id, as_of=as_of)
+    result = await service.list_assignments(session, caller, client_id, as_of=as_of, page=page)
     await log.record([client_id])
-    return PageOut(items=items, next_cursor=None)
+    return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.post("/assignments/{assignment_id}/end")

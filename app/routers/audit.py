@@ -51,17 +51,8 @@ async def audit_changes(
     until: dt.datetime | None = None,
 ) -> PageOut[ChangeEntryPublic]:
     """Change entries, newest first: one per write, with every entity it changed."""
-    result = await queries.changes(
-        session,
-        caller,
-        client_id=client_id,
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        since=since,
-        until=until,
-        page=page,
-    )
+    filters = queries.LogFilter(client_id=client_id, actor=actor, since=since, until=until)
+    result = await queries.changes(session, caller, filters, action=action, entity_type=entity_type, page=page)
     await log.record(_clients(change.get("client_id") for entry in result.items for change in entry.changes))
     items = [ChangeEntryPublic.model_validate(entry, from_attributes=True) for entry in result.items]
     return PageOut(items=items, next_cursor=result.next_cursor)
@@ -81,17 +72,8 @@ async def audit_access(
     until: dt.datetime | None = None,
 ) -> PageOut[AccessEntryPublic]:
     """Access entries (käyttöloki), newest first: who was shown which clients, where, and why."""
-    result = await queries.accesses(
-        session,
-        caller,
-        client_id=client_id,
-        actor=actor,
-        region=region,
-        purpose=purpose,
-        since=since,
-        until=until,
-        page=page,
-    )
+    filters = queries.LogFilter(client_id=client_id, actor=actor, since=since, until=until)
+    result = await queries.accesses(session, caller, filters, region=region, purpose=purpose, page=page)
     items = [AccessEntryPublic.model_validate(entry, from_attributes=True) for entry in result.items]
     items = await queries.only_own_clients(session, caller, items)
     await log.record(_clients(value for entry in items for value in entry.client_ids))
@@ -111,15 +93,9 @@ async def audit_disclosures(
     until: dt.datetime | None = None,
 ) -> PageOut[DisclosurePublic]:
     """Disclosures (luovutusloki), newest first: client data shown outside its organising region."""
+    filters = queries.LogFilter(client_id=client_id, since=since, until=until)
     result = await queries.disclosures(
-        session,
-        caller,
-        client_id=client_id,
-        to_region=to_region,
-        from_region=from_region,
-        since=since,
-        until=until,
-        page=page,
+        session, caller, filters, to_region=to_region, from_region=from_region, page=page
     )
     await log.record(entry.client_id for entry in result.items)
     items = [DisclosurePublic.model_validate(entry, from_attributes=True) for entry in result.items]

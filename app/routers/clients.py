@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import partial
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep, SettingsDep
+from app.deps import AccessLogDep, Conditional, ConditionalDep, CurrentCaller, Pagination, SessionDep, SettingsDep
 from app.models.client import (
     ClientCreate,
     ClientEnd,
@@ -24,7 +25,7 @@ from app.models.client import (
 from app.models.common import PageOut
 from app.models.request import CoordinationRequestPublic
 from app.services import clients as service
-from app.services import history, residence
+from app.services import history, preconditions, residence
 from app.services.clock import today
 
 router = APIRouter(tags=["clients"])
@@ -66,42 +67,78 @@ async def search_clients(
 
 @router.get("/clients/{client_id}")
 async def get_client(
-    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, response: Response
 ) -> ClientPublic:
-    """One client."""
+    """One client; the ETag is what ``If-Match`` on its changes expects."""
     client = await service.get_client(session, caller, client_id)
     await log.record([client.id])
+    Conditional.tag_with(response, client)
     return client
 
 
 @router.patch("/clients/{client_id}")
 async def update_client(
-    client_id: uuid.UUID, data: ClientUpdate, session: SessionDep, caller: CurrentCaller
+    client_id: uuid.UUID,
+    data: ClientUpdate,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> ClientPublic:
     """Change names, support level, address protection or external ids."""
-    return await service.update_client(session, caller, client_id, data)
+    current = partial(service.get_client, session, caller, client_id)
+    await cond.check(preconditions.client_row(client_id), current)
+    client = await service.update_client(session, caller, client_id, data)
+    await cond.tag(response, current)
+    return client
 
 
 @router.post("/clients/{client_id}/moves", status_code=201)
 async def create_move(
-    client_id: uuid.UUID, data: MoveCreate, session: SessionDep, caller: CurrentCaller
+    client_id: uuid.UUID,
+    data: MoveCreate,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> ClientPublic:
     """Record a move to a new residence."""
-    return await residence.move_client(session, caller, client_id, data)
+    current = partial(service.get_client, session, caller, client_id)
+    await cond.check(preconditions.client_row(client_id), current)
+    client = await residence.move_client(session, caller, client_id, data)
+    await cond.tag(response, current)
+    return client
 
 
 @router.post("/clients/{client_id}/organising-transfers", status_code=201)
 async def create_organising_transfer(
-    client_id: uuid.UUID, data: OrganisingTransferCreate, session: SessionDep, caller: CurrentCaller
+    client_id: uuid.UUID,
+    data: OrganisingTransferCreate,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
 ) -> CoordinationRequestPublic:
     """Propose handing the organising responsibility to another region."""
+    current = partial(service.get_client, session, caller, client_id)
+    await cond.check(preconditions.client_row(client_id), current)
     return await residence.propose_organising_transfer(session, caller, client_id, data)
 
 
 @router.post("/clients/{client_id}/end")
-async def end_client(client_id: uuid.UUID, data: ClientEnd, session: SessionDep, caller: CurrentCaller) -> ClientPublic:
+async def end_client(
+    client_id: uuid.UUID,
+    data: ClientEnd,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
+) -> ClientPublic:
     """End aftercare early (``end_date`` is its last day)."""
-    return await service.end_client(session, caller, client_id, data)
+    current = partial(service.get_client, session, caller, client_id)
+    await cond.check(preconditions.client_row(client_id), current)
+    client = await service.end_client(session, caller, client_id, data)
+    await cond.tag(response, current)
+    return client
 
 
 @router.get("/clients/{client_id}/responsibility")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, Conditional, ConditionalDep, CurrentCaller, Pagination, SessionDep
 from app.models.common import PageOut, RequestStatus
-from app.models.request import CoordinationRequestCreate, CoordinationRequestPublic, RequestAnswer
-from app.services import answers
+from app.models.request import CoordinationRequest, CoordinationRequestCreate, CoordinationRequestPublic, RequestAnswer
+from app.services import answers, preconditions
 from app.services import requests as service
 
 router = APIRouter(tags=["coordination"])
@@ -46,32 +47,65 @@ async def list_requests(
 
 @router.get("/coordination-requests/{request_id}")
 async def get_request(
-    request_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+    request_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, response: Response
 ) -> CoordinationRequestPublic:
+    """One request; the ETag is what ``If-Match`` on its answers expects."""
     request = await service.get_request(session, caller, request_id)
     await log.record([request.client_id])
+    Conditional.tag_with(response, request)
     return request
+
+
+async def _answer(
+    request_id: uuid.UUID,
+    answer: Literal["accept", "decline", "cancel"],
+    data: RequestAnswer,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
+) -> CoordinationRequestPublic:
+    current = partial(service.get_request, session, caller, request_id)
+    await cond.check(preconditions.client_row_of(CoordinationRequest, request_id), current)
+    answered = await answers.answer_request(session, caller, request_id, answer, data)
+    await cond.tag(response, current)
+    return answered
 
 
 @router.post("/coordination-requests/{request_id}/accept")
 async def accept_request(
-    request_id: uuid.UUID, data: RequestAnswer, session: SessionDep, caller: CurrentCaller
+    request_id: uuid.UUID,
+    data: RequestAnswer,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> CoordinationRequestPublic:
     """The receiving region's coordinator accepts; an organising transfer is carried out."""
-    return await answers.answer_request(session, caller, request_id, "accept", data)
+    return await _answer(request_id, "accept", data, session, caller, cond, response)
 
 
 @router.post("/coordination-requests/{request_id}/decline")
 async def decline_request(
-    request_id: uuid.UUID, data: RequestAnswer, session: SessionDep, caller: CurrentCaller
+    request_id: uuid.UUID,
+    data: RequestAnswer,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> CoordinationRequestPublic:
     """The receiving region's coordinator declines; nothing else changes."""
-    return await answers.answer_request(session, caller, request_id, "decline", data)
+    return await _answer(request_id, "decline", data, session, caller, cond, response)
 
 
 @router.post("/coordination-requests/{request_id}/cancel")
 async def cancel_request(
-    request_id: uuid.UUID, data: RequestAnswer, session: SessionDep, caller: CurrentCaller
+    request_id: uuid.UUID,
+    data: RequestAnswer,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> CoordinationRequestPublic:
     """The asking region withdraws its request."""
-    return await answers.answer_request(session, caller, request_id, "cancel", data)
+    return await _answer(request_id, "cancel", data, session, caller, cond, response)

@@ -5,16 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.db import session_scope
-from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, Conditional, ConditionalDep, CurrentCaller, Pagination, SessionDep
 from app.models.common import DecisionStatus, PageOut, ServiceType
-from app.models.cost import CostDecisionAgree, CostDecisionCreate, CostDecisionDispute, CostDecisionPublic, CostSummary
+from app.models.cost import (
+    CostDecision,
+    CostDecisionAgree,
+    CostDecisionCreate,
+    CostDecisionDispute,
+    CostDecisionPublic,
+    CostSummary,
+)
 from app.services import costs as service
+from app.services import preconditions
 
 router = APIRouter(tags=["cost-decisions"])
 RegionQuery = Annotated[str, Query(pattern=r"^\d{2}$")]
@@ -34,13 +43,16 @@ async def client_decisions(
     session: SessionDep,
     caller: CurrentCaller,
     log: AccessLogDep,
+    page: Pagination,
     service_type: ServiceType | None = None,
     as_of: dt.date | None = None,
 ) -> PageOut[CostDecisionPublic]:
     """The client's decisions, oldest first; with ``as_of`` only the agreed ones in force that day."""
-    items = await service.client_decisions(session, caller, client_id, service_type=service_type, as_of=as_of)
+    result = await service.client_decisions(
+        session, caller, client_id, service_type=service_type, as_of=as_of, page=page
+    )
     await log.record([client_id])
-    return PageOut(items=items, next_cursor=None)
+    return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.get("/cost-decisions")
@@ -95,24 +107,52 @@ async def export_decisions(
 
 @router.get("/cost-decisions/{decision_id}")
 async def get_decision(
-    decision_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+    decision_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, response: Response
 ) -> CostDecisionPublic:
+    """One decision; the ETag is what ``If-Match`` on its answer expects."""
     decision = await service.get_decision(session, caller, decision_id)
     await log.record([decision.client_id])
+    Conditional.tag_with(response, decision)
     return decision
+
+
+async def _answer(
+    decision_id: uuid.UUID,
+    status: DecisionStatus,
+    note: str,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
+) -> CostDecisionPublic:
+    current = partial(service.get_decision, session, caller, decision_id)
+    await cond.check(preconditions.client_row_of(CostDecision, decision_id), current)
+    answered = await service.answer(session, caller, decision_id, status, note)
+    await cond.tag(response, current)
+    return answered
 
 
 @router.post("/cost-decisions/{decision_id}/agree")
 async def agree(
-    decision_id: uuid.UUID, data: CostDecisionAgree, session: SessionDep, caller: CurrentCaller
+    decision_id: uuid.UUID,
+    data: CostDecisionAgree,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> CostDecisionPublic:
     """The counterparty's coordinator agrees; refused if an agreed decision would overlap."""
-    return await service.answer(session, caller, decision_id, DecisionStatus.agreed, data.note)
+    return await _answer(decision_id, DecisionStatus.agreed, data.note, session, caller, cond, response)
 
 
 @router.post("/cost-decisions/{decision_id}/dispute")
 async def dispute(
-    decision_id: uuid.UUID, data: CostDecisionDispute, session: SessionDep, caller: CurrentCaller
+    decision_id: uuid.UUID,
+    data: CostDecisionDispute,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> CostDecisionPublic:
     """The counterparty's coordinator disputes, with a reason; a new decision may then supersede it."""
-    return await service.answer(session, caller, decision_id, DecisionStatus.disputed, data.reason)
+    return await _answer(decision_id, DecisionStatus.disputed, data.reason, session, caller, cond, response)

@@ -2,55 +2,68 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.deps import CurrentCaller, JsonLinesBody, SessionFactoryDep, SettingsDep
+from app.deps import CurrentCaller, IdempotentConnection, JsonLinesBody, SessionFactoryDep, SettingsDep
+from app.errors import ImportRefused, PayloadTooLarge, SiltaError, UnsupportedMediaType, ValidationFailed
+from app.models import examples as ex
 from app.models.imports import ImportReport
 from app.services import imports as service
+from app.services.idempotency import KeyReused
 
 router = APIRouter(tags=["imports"])
 
-EXAMPLE = "\n".join(
-    [
-        '{"type": "worker", "source_system": "Lifecare", "external_id": "w-17", "name": "Anna Virtanen",'
-        ' "role": "social_worker"}',
-        '{"type": "client", "source_system": "Lifecare", "external_id": "c-2041", "personal_id": "150306A901P",'
-        ' "first_name": "Aino", "last_name": "Mäkinen", "organising_region": "05", "residence_region": "05",'
-        ' "aftercare_start": "2025-01-01"}',
-        '{"type": "assignment", "source_system": "Lifecare", "client_external_id": "c-2041",'
-        ' "worker_external_id": "w-17", "responsibility": "organising", "start_date": "2025-01-01"}',
-    ]
-)
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
 BODY: dict[str, Any] = {
-    "schema": {"type": "string", "description": "one JSON object per line (the example's code is a test code)"},
-    "example": EXAMPLE,
+    "schema": {"type": "string", "description": "one JSON object per line"},
+    "example": "\n".join(
+        json.dumps(line, ensure_ascii=False)
+        for line in (ex.IMPORT_WORKER_LINE, ex.IMPORT_CLIENT_LINE, ex.IMPORT_ASSIGNMENT_LINE)
+    ),
 }
-REFUSED = {
-    "allOf": [
-        {"$ref": "#/components/schemas/ImportReport"},
-        {
-            "type": "object",
-            "properties": {
-                "type": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "integer", "const": 422},
-                "detail": {"type": "string"},
-                "code": {"type": "string", "const": "import_refused"},
-            },
-            "required": ["type", "title", "status", "detail", "code"],
-        },
-    ]
-}
+
+
+def _example(error: type[SiltaError], code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    value = {"type": f"urn:silta:problem:{code}", "title": error.title, "status": error.status, "detail": detail}
+    return {code: {"summary": code, "value": {**value, "code": code, **extra}}}
+
+
+def _answer(description: str, examples: dict[str, Any], schema: dict[str, str] = PROBLEM) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": schema, "examples": examples}},
+    }
+
+
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"description": "body over 64 MiB (`payload_too_large`) or over 100,000 lines (`too_many_lines`)"},
-    415: {"description": "not `application/x-ndjson` or `application/jsonl` (`unsupported_media_type`)"},
-    422: {
-        "description": "an atomic import with failing lines (`import_refused`): nothing was stored;"
-        " the problem details carry the whole report",
-        "content": {"application/problem+json": {"schema": REFUSED}},
-    },
+    413: _answer(
+        "The body is over 64 MiB, or the file over 100,000 lines.",
+        _example(PayloadTooLarge, "payload_too_large", PayloadTooLarge.title)
+        | _example(PayloadTooLarge, "too_many_lines", "an import holds at most 100000 lines"),
+    ),
+    415: _answer(
+        "The body is not sent as `application/x-ndjson` or `application/jsonl`.",
+        _example(
+            UnsupportedMediaType, "unsupported_media_type", "send the file as application/jsonl or application/x-ndjson"
+        ),
+    ),
+    422: _answer(
+        "An atomic import with failing lines (`import_refused`): nothing was stored, and the problem carries"
+        " the whole report; or a query parameter is not valid (`validation_error`), or the Idempotency-Key"
+        " was used with another file.",
+        _example(ImportRefused, "import_refused", "1 of 3 lines failed; nothing was stored", report=ex.IMPORT_REFUSED)
+        | _example(
+            ValidationFailed,
+            "validation_error",
+            "see errors",
+            errors=[{"loc": ["query", "dry_run"], "msg": "Input should be a valid boolean, unable to interpret input"}],
+        )
+        | _example(KeyReused, KeyReused.code, KeyReused.title),
+        {"$ref": "#/components/schemas/ValidationProblem"},
+    ),
 }
 
 
@@ -66,6 +79,7 @@ async def create_import(
     caller: CurrentCaller,
     factory: SessionFactoryDep,
     settings: SettingsDep,
+    connection: IdempotentConnection,
     dry_run: bool = False,
     atomic: bool = True,
     source_system: Annotated[
@@ -90,4 +104,5 @@ async def create_import(
         dry_run=dry_run,
         atomic=atomic,
         source_system=source_system or caller.client_system,
+        within=connection,
     )

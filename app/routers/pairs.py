@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
+from app.deps import AccessLogDep, Conditional, ConditionalDep, CurrentCaller, Pagination, SessionDep
 from app.models.common import PageOut
-from app.models.pair import PairCreate, PairEnd, PairPublic
+from app.models.pair import PairCreate, PairEnd, PairPublic, WorkPair
 from app.services import pairs as service
+from app.services import preconditions
 
 router = APIRouter(tags=["pairs"])
 
@@ -24,12 +26,12 @@ async def propose_pair(
 
 @router.get("/clients/{client_id}/pairs")
 async def client_pairs(
-    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, page: Pagination
 ) -> PageOut[PairPublic]:
     """Every pair of the client, oldest first."""
-    items = await service.client_pairs(session, caller, client_id)
+    result = await service.client_pairs(session, caller, client_id, page=page)
     await log.record([client_id])
-    return PageOut(items=items, next_cursor=None)
+    return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
 @router.get("/workers/{worker_id}/pairs")
@@ -42,13 +44,41 @@ async def worker_pairs(
     return PageOut(items=result.items, next_cursor=result.next_cursor)
 
 
+@router.get("/pairs/{pair_id}")
+async def get_pair(
+    pair_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, response: Response
+) -> PairPublic:
+    """One pair; the ETag is what ``If-Match`` on its confirmation or end expects."""
+    pair = await service.get_pair(session, caller, pair_id)
+    await log.record([pair.client_id])
+    Conditional.tag_with(response, pair)
+    return pair
+
+
 @router.post("/pairs/{pair_id}/confirm")
-async def confirm_pair(pair_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> PairPublic:
+async def confirm_pair(
+    pair_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, cond: ConditionalDep, response: Response
+) -> PairPublic:
     """The other side's coordinator confirms: active from today."""
-    return await service.confirm_pair(session, caller, pair_id)
+    current = partial(service.get_pair, session, caller, pair_id)
+    await cond.check(preconditions.client_row_of(WorkPair, pair_id), current)
+    pair = await service.confirm_pair(session, caller, pair_id)
+    await cond.tag(response, current)
+    return pair
 
 
 @router.post("/pairs/{pair_id}/end")
-async def end_pair(pair_id: uuid.UUID, data: PairEnd, session: SessionDep, caller: CurrentCaller) -> PairPublic:
+async def end_pair(
+    pair_id: uuid.UUID,
+    data: PairEnd,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
+) -> PairPublic:
     """Either side ends the pair (or withdraws the proposal) today."""
-    return await service.end_pair(session, caller, pair_id, data)
+    current = partial(service.get_pair, session, caller, pair_id)
+    await cond.check(preconditions.client_row_of(WorkPair, pair_id), current)
+    pair = await service.end_pair(session, caller, pair_id, data)
+    await cond.tag(response, current)
+    return pair

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from app.deps import CurrentCaller, Pagination, SessionDep
+from app.deps import Conditional, ConditionalDep, CurrentCaller, Pagination, SessionDep
 from app.models.common import PageOut, Service, WorkerRole
 from app.models.worker import WorkerCreate, WorkerPublic, WorkerUpdate, WorkerUpdated
+from app.services import preconditions
 from app.services import workers as service
 
 router = APIRouter(tags=["workers"])
@@ -39,14 +41,27 @@ async def list_workers(
 
 
 @router.get("/workers/{worker_id}")
-async def get_worker(worker_id: uuid.UUID, session: SessionDep, caller: CurrentCaller) -> WorkerPublic:
-    """One worker."""
-    return await service.get_worker(session, caller, worker_id)
+async def get_worker(
+    worker_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, response: Response
+) -> WorkerPublic:
+    """One worker; the ETag is what ``If-Match`` on its changes expects."""
+    worker = await service.get_worker(session, caller, worker_id)
+    Conditional.tag_with(response, worker)
+    return worker
 
 
 @router.patch("/workers/{worker_id}")
 async def update_worker(
-    worker_id: uuid.UUID, data: WorkerUpdate, session: SessionDep, caller: CurrentCaller
+    worker_id: uuid.UUID,
+    data: WorkerUpdate,
+    session: SessionDep,
+    caller: CurrentCaller,
+    cond: ConditionalDep,
+    response: Response,
 ) -> WorkerUpdated:
     """Change a worker; deactivating ends their assignments and lists the clients affected."""
-    return await service.update_worker(session, caller, worker_id, data)
+    current = partial(service.get_worker, session, caller, worker_id)
+    await cond.check(preconditions.worker_row(worker_id), current)
+    updated = await service.update_worker(session, caller, worker_id, data)
+    await cond.tag(response, current)
+    return updated

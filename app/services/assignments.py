@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -22,6 +23,7 @@ from app.services.audit import record_change, snapshot
 from app.services.caseload import suggested_worker
 from app.services.clock import today
 from app.services.compliance import reconcile
+from app.services.pagination import Page, PageParams, paginate
 from app.services.pairs import end_pairs_of
 from app.services.requests import settle_open
 
@@ -144,11 +146,11 @@ async def _refuse_overlap(session: AsyncSession, client_id: uuid.UUID, responsib
 
 
 async def list_assignments(
-    session: AsyncSession, caller: Caller, client_id: uuid.UUID, *, as_of: dt.date | None
-) -> list[AssignmentPublic]:
+    session: AsyncSession, caller: Caller, client_id: uuid.UUID, *, as_of: dt.date | None, page: PageParams
+) -> Page[AssignmentPublic]:
     """The client's assignments in force on ``as_of`` (all of them when not given)."""
     client = await client_for(session, caller, client_id)
-    statement = (
+    statement: Any = (
         select(Assignment, Worker)
         .join(Worker, col(Worker.id) == Assignment.worker_id)
         .where(Assignment.client_id == client.id, col(Assignment.retracted_at).is_(None))
@@ -158,8 +160,15 @@ async def list_assignments(
             col(Assignment.valid_from) <= as_of,
             col(Assignment.valid_to).is_(None) | (col(Assignment.valid_to) > as_of),
         )
-    rows = await session.exec(statement.order_by(col(Assignment.valid_from), col(Assignment.id)))
-    return [assignment_public(assignment, worker) for assignment, worker in rows]
+    result = await paginate(
+        session,
+        statement,
+        keys=[col(Assignment.valid_from), col(Assignment.id)],
+        key_of=lambda row: (row[0].valid_from, row[0].id),
+        parse=[dt.date.fromisoformat, uuid.UUID],
+        page=page,
+    )
+    return Page(items=[assignment_public(a, w) for a, w in result.items], next_cursor=result.next_cursor)
 
 
 async def close_assignment(

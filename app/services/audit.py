@@ -35,9 +35,10 @@ from app.domain.access import Caller
 from app.models.audit import AccessEntry, AccessEntryClient, ChangeEvent, ChangeEventClient, Disclosure
 from app.models.client import ResponsibilityPeriod
 from app.security import ensure_ec_key
+from app.services import feed
 from app.services.clock import today
 
-NEVER_LOGGED = frozenset({"personal_id"})
+NEVER_LOGGED = frozenset({"personal_id", "secret"})
 PENDING, CALLER, MAC_KEY = "silta.changes", "silta.caller", "silta.mac_key"
 NO_CHANGE_LOG = "silta.no_change_log"  # set only by benchmarks measuring what the change log costs
 
@@ -126,8 +127,13 @@ class AuditedSession(Session):
 def _write_change_entry(session: Session) -> None:
     changes: list[dict[str, Any]] = session.info.pop(PENDING, [])
     caller: Caller | None = session.info.pop(CALLER, None)
-    if not changes or caller is None or session.info.get(NO_CHANGE_LOG):
+    if not changes or caller is None:
         return
+    entry_id = None if session.info.get(NO_CHANGE_LOG) else _change_entry(session, caller, changes)
+    feed.publish(session, changes, entry_id)  # last: it takes the feed's per-region locks (app.services.feed)
+
+
+def _change_entry(session: Session, caller: Caller, changes: list[dict[str, Any]]) -> int | None:
     first = changes[0]
     clients = list(dict.fromkeys(change["client_id"] for change in changes if change["client_id"]))
     entry = ChangeEvent(
@@ -150,6 +156,7 @@ def _write_change_entry(session: Session) -> None:
             insert(ChangeEventClient),
             [{"event_id": entry.id, "client_id": uuid.UUID(client)} for client in clients],
         )
+    return entry.id
 
 
 @event.listens_for(AuditedSession, "after_rollback")

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, or_, true
@@ -25,6 +26,11 @@ from app.services.access import client_for, held
 from app.services.pagination import Page, PageParams, paginate
 
 TWO_YEARS = dt.timedelta(days=730)
+# each log that names many clients: its per-client table, and how a row of it joins its entry
+_CLIENT_LINKS: dict[Any, tuple[Any, ColumnElement[bool]]] = {
+    ChangeEvent: (ChangeEventClient, col(ChangeEventClient.event_id) == ChangeEvent.id),
+    AccessEntry: (AccessEntryClient, col(AccessEntryClient.entry_id) == AccessEntry.id),
+}
 
 
 def require_auditor(caller: Caller) -> None:
@@ -46,92 +52,77 @@ def _window(column: Any, since: dt.datetime | None, until: dt.datetime | None) -
     return conditions
 
 
-def _entry_about_held_client(link: Any, key: Any, region: str) -> ColumnElement[bool]:
-    return exists(select(link.client_id).where(key, held(region, link.client_id)))
+@dataclass(frozen=True)
+class LogFilter:
+    """What every log listing can be narrowed to: one client, one actor, entries in [since, until)."""
+
+    client_id: uuid.UUID | None = None
+    actor: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def _equal(*pairs: tuple[Any, Any]) -> list[ColumnElement[bool]]:
+    """``column == value`` for each (column, value) whose value is given: None or "" filter nothing."""
+    return [column == value for column, value in pairs if value]
+
+
+def _names_client(model: Any, condition: Any) -> ColumnElement[bool]:
+    """The entry names a client (a row of its per-client table) that meets ``condition(client_id)``."""
+    link, joins = _CLIENT_LINKS[model]
+    return exists(select(link.client_id).where(joins, condition(link.client_id)))
+
+
+def _readable(caller: Caller, model: Any, filters: LogFilter) -> Any:
+    """Change or access entries the caller may read, narrowed by ``filters``.
+
+    A region-scoped auditor reads the entries made by its region and those naming a client the
+    region holds or held.
+    """
+    statement = select(model).where(*_window(col(model.occurred_at), filters.since, filters.until))
+    region = caller.region
+    if not caller.national:
+        assert region is not None
+        statement = statement.where(
+            or_(col(model.actor_region) == region, _names_client(model, lambda client: held(region, client)))
+        )
+    if filters.client_id is not None:
+        statement = statement.where(_names_client(model, lambda client: client == filters.client_id))
+    return statement.where(*_equal((model.actor, filters.actor)))
 
 
 async def changes(
     session: AsyncSession,
     caller: Caller,
+    filters: LogFilter,
     *,
-    client_id: uuid.UUID | None,
-    actor: str | None,
     action: str | None,
     entity_type: str | None = None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
     page: PageParams,
 ) -> Page[ChangeEvent]:
     require_auditor(caller)
-    statement = select(ChangeEvent).where(*_window(col(ChangeEvent.occurred_at), since, until))
-    if not caller.national:
-        assert caller.region is not None
-        statement = statement.where(
-            or_(
-                col(ChangeEvent.actor_region) == caller.region,
-                _entry_about_held_client(
-                    ChangeEventClient, col(ChangeEventClient.event_id) == ChangeEvent.id, caller.region
-                ),
-            )
-        )
-    if client_id is not None:
-        statement = statement.where(
-            exists(
-                select(ChangeEventClient.event_id).where(
-                    ChangeEventClient.event_id == ChangeEvent.id, ChangeEventClient.client_id == client_id
-                )
-            )
-        )
-    if actor:
-        statement = statement.where(ChangeEvent.actor == actor)
-    if action:
-        statement = statement.where(ChangeEvent.action == action)
-    if entity_type:
-        statement = statement.where(ChangeEvent.entity_type == entity_type)
+    statement = _readable(caller, ChangeEvent, filters)
+    statement = statement.where(*_equal((ChangeEvent.action, action), (ChangeEvent.entity_type, entity_type)))
     return await _newest_first(session, statement, ChangeEvent, page)
 
 
 async def accesses(
     session: AsyncSession,
     caller: Caller,
+    filters: LogFilter,
     *,
-    client_id: uuid.UUID | None,
-    actor: str | None,
     region: str | None,
     purpose: str | None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
     page: PageParams,
 ) -> Page[AccessEntry]:
     require_auditor(caller)
-    statement = select(AccessEntry).where(*_window(col(AccessEntry.occurred_at), since, until))
-    if not caller.national:
-        assert caller.region is not None
-        statement = statement.where(
-            or_(
-                col(AccessEntry.actor_region) == caller.region,
-                _entry_about_held_client(
-                    AccessEntryClient, col(AccessEntryClient.entry_id) == AccessEntry.id, caller.region
-                ),
-            )
-        )
-    if client_id is not None:
-        statement = statement.where(_about(client_id))
-    if actor:
-        statement = statement.where(AccessEntry.actor == actor)
-    if region:
-        statement = statement.where(AccessEntry.actor_region == region)
-    if purpose:
-        statement = statement.where(AccessEntry.purpose == purpose)
+    statement = _readable(caller, AccessEntry, filters)
+    statement = statement.where(*_equal((AccessEntry.actor_region, region), (AccessEntry.purpose, purpose)))
     return await _newest_first(session, statement, AccessEntry, page)
 
 
 def _about(client_id: uuid.UUID) -> ColumnElement[bool]:
-    return exists(
-        select(AccessEntryClient.entry_id).where(
-            AccessEntryClient.entry_id == AccessEntry.id, AccessEntryClient.client_id == client_id
-        )
-    )
+    return _names_client(AccessEntry, lambda client: client == client_id)
 
 
 async def only_own_clients(session: AsyncSession, caller: Caller, items: list[Any]) -> list[Any]:
@@ -155,26 +146,26 @@ async def only_own_clients(session: AsyncSession, caller: Caller, items: list[An
 async def disclosures(
     session: AsyncSession,
     caller: Caller,
+    filters: LogFilter,
     *,
-    client_id: uuid.UUID | None,
     to_region: str | None,
     from_region: str | None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
     page: PageParams,
 ) -> Page[Disclosure]:
     require_auditor(caller)
-    statement = select(Disclosure).where(*_window(col(Disclosure.occurred_at), since, until))
+    statement = select(Disclosure).where(*_window(col(Disclosure.occurred_at), filters.since, filters.until))
     if not caller.national:
         statement = statement.where(
             or_(col(Disclosure.from_region) == caller.region, col(Disclosure.to_region) == caller.region)
         )
-    if client_id is not None:
-        statement = statement.where(Disclosure.client_id == client_id)
-    if to_region:
-        statement = statement.where(Disclosure.to_region == to_region)
-    if from_region:
-        statement = statement.where(Disclosure.from_region == from_region)
+    statement = statement.where(
+        *_equal(
+            (Disclosure.client_id, filters.client_id),
+            (Disclosure.actor, filters.actor),
+            (Disclosure.to_region, to_region),
+            (Disclosure.from_region, from_region),
+        )
+    )
     return await _newest_first(session, statement, Disclosure, page)
 
 

@@ -26,18 +26,15 @@ hash, time) signed with the audit key (ES256); an auditor stores it elsewhere, a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import exists, func, insert
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -254,28 +251,3 @@ async def verify_checkpoint(session: AsyncSession, private_pem: bytes, signature
     if report.head_position != position or report.head_hash != claims.get("chain_hash"):
         return {"valid": False, "reason": "the chain no longer holds this hash at this position"}
     return {"valid": True, "position": position, "chain_hash": report.head_hash, "issued_at": claims.get("issued_at")}
-
-
-async def sealer(factory: async_sessionmaker[AsyncSession], every: float) -> None:
-    """Seal every ``every`` seconds until cancelled (one per process; the lock keeps them in turn)."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            async with factory() as session:
-                await seal(session)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a failed round is logged and retried next time; nothing is lost meanwhile
-            log.exception("sealing the audit chain failed")
-
-
-@contextlib.asynccontextmanager
-async def running_sealer(factory: async_sessionmaker[AsyncSession], every: float) -> AsyncIterator[None]:
-    task = asyncio.create_task(sealer(factory, every)) if every > 0 else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

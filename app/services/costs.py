@@ -41,7 +41,7 @@ from app.services import state
 from app.services.access import client_for, held
 from app.services.audit import record_change
 from app.services.clock import today
-from app.services.pagination import Page, PageParams, paginate
+from app.services.pagination import Page, PageParams, paginate, paginate_loaded
 from app.services.requests import open_request, settle
 from app.services.spreadsheet import csv_line
 
@@ -386,8 +386,13 @@ async def client_decisions(
     *,
     service_type: str | None,
     as_of: dt.date | None,
-) -> list[CostDecisionPublic]:
-    """The client's decisions, oldest first; with ``as_of`` only those in force that day."""
+    page: PageParams,
+) -> Page[CostDecisionPublic]:
+    """The client's decisions, oldest first; with ``as_of`` only those in force that day.
+
+    Whether a decision is in force depends on the whole supersede chain, so the client's register
+    is read whole (one client's decisions are few) and paged in memory by the same keys.
+    """
     client = await client_for(session, caller, client_id)
     statement = select(CostDecision).where(CostDecision.client_id == client.id, _party_or_holder(caller))
     if service_type:
@@ -395,7 +400,13 @@ async def client_decisions(
     decisions = (await session.exec(statement.order_by(col(CostDecision.created_at), col(CostDecision.id)))).all()
     register = await Register.load(session, decisions)
     chosen = register.in_force(as_of) if as_of is not None else decisions
-    return [register.public(decision) for decision in chosen]
+    result = paginate_loaded(
+        sorted(chosen, key=lambda d: (d.created_at, d.id)),
+        key_of=lambda d: (d.created_at, d.id),
+        parse=[dt.datetime.fromisoformat, uuid.UUID],
+        page=page,
+    )
+    return Page(items=[register.public(decision) for decision in result.items], next_cursor=result.next_cursor)
 
 
 async def in_force_for(

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -69,102 +70,111 @@ async def import_file(
     dry_run: bool,
     atomic: bool,
     source_system: str | None,
+    within: AsyncConnection | None = None,
 ) -> ImportReport:
-    """Validate and apply the file; raise ``ImportRefused`` (with the report) when an atomic import fails."""
+    """Validate and apply the file; raise ``ImportRefused`` (with the report) when an atomic import fails.
+
+    ``within``: the connection of an idempotent request's transaction; the import then runs in
+    savepoints of it, so that nothing is durable before the stored answer is (``OuterTransaction``).
+    """
     caller.writer_region()
     parsed = parse(body, source_system)
+    run = Run(factory, caller, settings, dry_run=dry_run, atomic=atomic, within=within)
     outcome = None
     if (dry_run or atomic) and not any(isinstance(line, LineError) for _, line in parsed):
-        outcome = await _run(factory, caller, parsed, settings, dry_run=dry_run, atomic=atomic, savepoints=False)
+        outcome = await run.lines(parsed, savepoints=False)
     if outcome is None:  # a line failed: run again, each line in a savepoint, to report every line
-        outcome = await _run(factory, caller, parsed, settings, dry_run=dry_run, atomic=atomic, savepoints=True)
+        outcome = await run.lines(parsed, savepoints=True)
     assert outcome is not None  # with savepoints every line is reported
     report, ctx = outcome
     report.applied = not dry_run and not (atomic and report.failed)
     report.errors.sort(key=lambda error: error.line)
-    await _log_shown(factory, caller, ctx, settings)
+    await run.log_shown(ctx)
     if atomic and not dry_run and report.failed:
         raise ImportRefused(
-            f"{report.failed} of {report.lines} lines failed; nothing was stored", **report.problem_extra()
+            f"{report.failed} of {report.lines} lines failed; nothing was stored", report=report.model_dump(mode="json")
         )
     return report
 
 
-async def _run(
-    factory: async_sessionmaker[AsyncSession],
-    caller: Caller,
-    parsed: Parsed,
-    settings: Settings,
-    *,
-    dry_run: bool,
-    atomic: bool,
-    savepoints: bool,
-) -> tuple[ImportReport, ImportContext] | None:
-    """Apply the lines in batches (one for a dry run or an atomic import); None when a line failed
-    without ``savepoints`` (nothing is kept then: the caller runs again with them)."""
-    report = ImportReport(dry_run=dry_run, atomic=atomic, applied=False, lines=len(parsed))
-    ctx = ImportContext(settings=settings)
-    lines = [line for _, line in parsed if not isinstance(line, LineError)]
-    for number, line in parsed:
-        if isinstance(line, ClientLine):
-            _note_code(ctx, number, line)
-    for position, batch in enumerate(_batches(parsed, len(parsed) if dry_run or atomic else BATCH_LINES)):
-        outer = OuterTransaction(factory, savepoints=savepoints)
+@dataclass
+class Run:
+    """How the lines of one import meet the database."""
+
+    factory: async_sessionmaker[AsyncSession]
+    caller: Caller
+    settings: Settings
+    dry_run: bool
+    atomic: bool
+    within: AsyncConnection | None
+
+    async def lines(self, parsed: Parsed, *, savepoints: bool) -> tuple[ImportReport, ImportContext] | None:
+        """Apply the lines in batches (one for a dry run or an atomic import); None when a line failed
+        without ``savepoints`` (nothing is kept then: the caller runs again with them)."""
+        report = ImportReport(dry_run=self.dry_run, atomic=self.atomic, applied=False, lines=len(parsed))
+        ctx = ImportContext(settings=self.settings)
+        for number, line in parsed:
+            if isinstance(line, ClientLine):
+                _note_code(ctx, number, line)
+        size = len(parsed) if self.dry_run or self.atomic else BATCH_LINES
+        for position, batch in enumerate(_batches(parsed, size)):
+            outer = OuterTransaction(self.factory, savepoints=savepoints, within=self.within)
+            session = await outer.begin()
+            try:
+                if position == 0:
+                    lines = [line for _, line in parsed if not isinstance(line, LineError)]
+                    ctx.index = await ImportIndex.load(session, self.caller, lines)
+                complete = await self._batch(session, batch, report, ctx, stop_on_failure=not savepoints)
+                keep = complete and not self.dry_run and not (self.atomic and report.failed)
+            except BaseException:
+                await outer.rollback()
+                raise
+            await (outer.commit() if keep else outer.rollback())
+            if not complete:
+                return None
+        return report, ctx
+
+    async def _batch(
+        self,
+        session: AsyncSession,
+        batch: Sequence[tuple[int, ImportLine | LineError]],
+        report: ImportReport,
+        ctx: ImportContext,
+        *,
+        stop_on_failure: bool,
+    ) -> bool:
+        """The lines of one transaction; False when one failed in a session without savepoints."""
+        ctx.reference = await reference_rows(session)
+        for number, line in batch:
+            if not await _apply(session, self.caller, number, line, report, ctx) and stop_on_failure:
+                return False
+        return True
+
+    async def log_shown(self, ctx: ImportContext) -> None:
+        """The report named these clients (their other systems' ids, or how they differ): an access entry."""
+        if not ctx.shown:
+            return
+        outer = OuterTransaction(self.factory, within=self.within)
         session = await outer.begin()
         try:
-            first = lines if position == 0 else None
-            complete = await _run_batch(session, caller, batch, report, ctx, load=first, stop_on_failure=not savepoints)
-            keep = complete and not dry_run and not (atomic and report.failed)
+            stored = (await session.exec(select(Client.id).where(col(Client.id).in_(ctx.shown)))).all()
+            await record_access(
+                session,
+                self.caller,
+                method="POST",
+                endpoint="/v1/imports",
+                client_ids=sorted(stored),
+                enabled=self.settings.audit_access_log,
+            )
         except BaseException:
             await outer.rollback()
             raise
-        await (outer.commit() if keep else outer.rollback())
-        if not complete:
-            return None
-    return report, ctx
-
-
-async def _run_batch(
-    session: AsyncSession,
-    caller: Caller,
-    batch: Sequence[tuple[int, ImportLine | LineError]],
-    report: ImportReport,
-    ctx: ImportContext,
-    *,
-    load: list[ImportLine] | None,
-    stop_on_failure: bool,
-) -> bool:
-    """The lines of one transaction; False when one failed in a session without savepoints."""
-    ctx.reference = await reference_rows(session)
-    if load is not None:
-        ctx.index = await ImportIndex.load(session, caller, load)
-    for number, line in batch:
-        if not await _apply(session, caller, number, line, report, ctx) and stop_on_failure:
-            return False
-    return True
+        await outer.commit()
 
 
 def _named_clients(exc: SiltaError) -> set[uuid.UUID]:
     existing = exc.extra.get("existing_id")
     return {uuid.UUID(existing)} if existing else set()
-
-
-async def _log_shown(
-    factory: async_sessionmaker[AsyncSession], caller: Caller, ctx: ImportContext, settings: Settings
-) -> None:
-    """The report named these clients (their other systems' ids, or how they differ): an access entry."""
-    if not ctx.shown:
-        return
-    async with factory() as session:
-        stored = (await session.exec(select(Client.id).where(col(Client.id).in_(ctx.shown)))).all()
-        await record_access(
-            session,
-            caller,
-            method="POST",
-            endpoint="/v1/imports",
-            client_ids=sorted(stored),
-            enabled=settings.audit_access_log,
-        )
 
 
 def _note_code(ctx: ImportContext, number: int, line: ClientLine) -> None:

@@ -44,6 +44,27 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
     return values
 
 
+def _after(page: PageParams, parse: Sequence[Callable[[str], Any]]) -> list[Any] | None:
+    if not page.cursor:
+        return None
+    raw = decode_cursor(page.cursor, len(parse))
+    try:
+        return [convert(value) for convert, value in zip(parse, raw, strict=True)]
+    except ValueError as exc:
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor") from exc
+
+
+def paginate_loaded(
+    items: Sequence[T], *, key_of: Callable[[T], Sequence[Any]], parse: Sequence[Callable[[str], Any]], page: PageParams
+) -> Page[T]:
+    """The same keyset pages over an answer computed in memory (``items`` in ascending key order)."""
+    after = _after(page, parse)
+    rest = [item for item in items if after is None or list(key_of(item)) > after]
+    chosen = rest[: page.limit]
+    more = len(rest) > page.limit
+    return Page(items=chosen, next_cursor=encode_cursor(key_of(chosen[-1])) if more and chosen else None)
+
+
 async def paginate(
     session: AsyncSession,
     statement: SelectOfScalar[Any],
@@ -55,12 +76,8 @@ async def paginate(
     descending: bool = False,
 ) -> Page[Any]:
     """One page of ``statement`` ordered by ``keys`` (unique together), after ``page.cursor``."""
-    if page.cursor:
-        raw = decode_cursor(page.cursor, len(keys))
-        try:
-            after = [convert(value) for convert, value in zip(parse, raw, strict=True)]
-        except ValueError as exc:
-            raise ValidationFailed("cursor is not valid", code="invalid_cursor") from exc
+    after = _after(page, parse)
+    if after is not None:
         beyond = tuple_(*keys) < tuple_(*after) if descending else tuple_(*keys) > tuple_(*after)
         statement = statement.where(beyond)
     order = [key.desc() for key in keys] if descending else list(keys)

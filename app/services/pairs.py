@@ -290,13 +290,28 @@ async def end_pairs_of(
         await finish(session, caller, pair, end=end, reason=reason)
 
 
-async def client_pairs(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> list[PairPublic]:
+async def client_pairs(
+    session: AsyncSession, caller: Caller, client_id: uuid.UUID, *, page: PageParams
+) -> Page[PairPublic]:
     client = await client_for(session, caller, client_id)
-    rows = await session.exec(
-        select(WorkPair).where(WorkPair.client_id == client.id).order_by(col(WorkPair.proposed_at), col(WorkPair.id))
+    result = await paginate(
+        session,
+        select(WorkPair).where(WorkPair.client_id == client.id),
+        keys=[col(WorkPair.proposed_at), col(WorkPair.id)],
+        key_of=lambda pair: (pair.proposed_at, pair.id),
+        parse=[dt.datetime.fromisoformat, uuid.UUID],
+        page=page,
     )
     on = today()
-    return [pair_public(pair, on) for pair in rows]
+    return Page(items=[pair_public(pair, on) for pair in result.items], next_cursor=result.next_cursor)
+
+
+async def get_pair(session: AsyncSession, caller: Caller, pair_id: uuid.UUID) -> PairPublic:
+    """One pair, if the caller's region is a side of it or holds or held its client; else 404."""
+    pair = (await session.exec(select(WorkPair).where(WorkPair.id == pair_id, _side_or_holder(caller)))).first()
+    if pair is None:
+        raise NotFound("pair not found", code="pair_not_found")
+    return pair_public(pair, today())
 
 
 def _side_or_holder(caller: Caller) -> Any:

@@ -46,6 +46,8 @@ async def accesses(app) -> list[dict]:
 
 @pytest.fixture
 async def world(api, auth):
+    hook_body = {"url": "https://hooks.example.org/silta", "secret": "0123456789abcdef"}
+    hook = (await api.post("/v1/webhooks", json=hook_body, headers=sys(auth, "05"))).json()
     client = await register(api, sys(auth, "05"))
     w05 = await add_worker(api, coord(auth, "05"), "05")
     w08 = await add_worker(api, coord(auth, "08"), "08")
@@ -84,6 +86,7 @@ async def world(api, auth):
         "w08": w08,
         "waiting": waiting,
         "request": request,
+        "hook": hook,
     }
 
 
@@ -101,6 +104,9 @@ PERSONAL_READS = [
     ("GET", "/v1/clients/{cid}/access-report", None),
     ("GET", "/v1/cost-decisions", None),
     ("GET", "/v1/workers/{w08}/pairs", None),
+    ("GET", "/v1/pairs/{pair}", None),
+    ("GET", "/v1/events", None),
+    ("GET", "/v1/webhooks/{hook}/deliveries", None),
     ("GET", "/v1/coordination-requests", None),
     ("GET", "/v1/coordination-requests/{request}", "WAITING"),
     ("GET", "/v1/compliance/gaps", "WAITING"),
@@ -112,6 +118,25 @@ PERSONAL_READS = [
 ]
 
 
+PLACEHOLDERS = {
+    "cid": "client_id",
+    "decision": "decision_id",
+    "w08": "worker_id",
+    "request": "request_id",
+    "pair": "pair_id",
+    "hook": "webhook_id",
+    "region": "code",
+}
+
+
+def _template(path: str) -> str:
+    """The route's path template for a path of the table above."""
+    template = path.split("?")[0]
+    for short, name in PLACEHOLDERS.items():
+        template = template.replace("{" + short + "}", "{" + name + "}")
+    return template
+
+
 @pytest.mark.parametrize(("method", "path", "body"), PERSONAL_READS)
 async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, world, method, path, body):
     url = path.format(
@@ -119,6 +144,8 @@ async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, 
         decision=world["decision"]["id"],
         w08=world["w08"]["id"],
         request=world["request"]["id"],
+        pair=world["pair"]["id"],
+        hook=world["hook"]["id"],
         region="05",
     )
     payload = {"personal_id": world["client"]["personal_id"]} if body == "SEARCH" else None
@@ -135,15 +162,7 @@ async def test_every_personal_data_read_leaves_one_access_entry(api, auth, app, 
     after = await accesses(app)
     assert len(after) == len(before) + 1
     entry = after[-1]
-    template = (
-        path.split("?")[0]
-        .replace("{cid}", "{client_id}")
-        .replace("{decision}", "{decision_id}")
-        .replace("{w08}", "{worker_id}")
-        .replace("{request}", "{request_id}")
-        .replace("{region}", "{code}")
-    )
-    assert (entry["method"], entry["endpoint"], entry["purpose"]) == (method, template, "care")
+    assert (entry["method"], entry["endpoint"], entry["purpose"]) == (method, _template(path), "care")
     expected = world["waiting"]["id"] if body == "WAITING" else world["cid"]
     assert expected in entry["client_ids"]
 
@@ -190,18 +209,7 @@ def test_every_read_that_names_clients_is_access_logged_here():
             ):
                 reads.add((method.upper(), path))
     writes = {(m, p) for m, p in reads if m != "GET" and p != "/v1/clients/search"}
-    covered = {
-        (
-            method,
-            path.split("?")[0]
-            .replace("{cid}", "{client_id}")
-            .replace("{decision}", "{decision_id}")
-            .replace("{w08}", "{worker_id}")
-            .replace("{request}", "{request_id}")
-            .replace("{region}", "{code}"),
-        )
-        for method, path, _ in PERSONAL_READS
-    }
+    covered = {(method, _template(path)) for method, path, _ in PERSONAL_READS}
     # the caseload CSV lists workers only; the cost export (logged by its route, payer-region callers only)
     # is not in the table above because the table reads as region 05's coordinator
     exempt = {("GET", "/v1/regions/{code}/caseload/export"), ("GET", "/v1/cost-decisions/export")}
@@ -471,6 +479,58 @@ async def test_auditor_queries_filter_page_and_stay_in_the_region(api, auth, app
     assert access and all(entry["actor_region"] == "08" for entry in access)
     # the auditor's own reads were logged too, as audits
     assert (await accesses(app))[-1]["purpose"] == "audit"
+
+
+async def test_each_filter_narrows_the_audit_listings_to_the_matching_entries(api, auth, app, world):
+    await api.get(f"/v1/clients/{world['cid']}/history", headers=sys(auth, "08", client_system="Lifecare"))
+    await api.get(f"/v1/clients/{world['waiting']['id']}", headers=coord(auth, "05"))
+    auditor = auth("auditor")
+
+    async def listed(path: str, **filters: str) -> list[dict]:
+        response = await api.get(path, params={**filters, "limit": 500}, headers=auditor)
+        assert response.status_code == 200, response.text
+        return response.json()["items"]
+
+    async def check(path: str, everything: list[dict], name: str, value: str, keep) -> None:
+        top = max(e["id"] for e in everything)  # the auditor's own reads add access entries as it goes
+        expected = [e["id"] for e in everything if keep(e)]
+        assert expected and (len(everything) == 1 or len(expected) < len(everything)), (path, name)  # it narrows
+        assert [e["id"] for e in await listed(path, **{name: value}) if e["id"] <= top] == expected, (path, name)
+
+    def at(entry: dict) -> dt.datetime:
+        return dt.datetime.fromisoformat(entry["occurred_at"])
+
+    cid = world["cid"]
+    for path, link, own in (
+        (
+            "/v1/audit/events",
+            "SELECT event_id AS id FROM change_event_client",
+            (("action", "action"), ("entity_type", "entity_type")),
+        ),
+        (
+            "/v1/audit/access-log",
+            "SELECT entry_id AS id FROM access_log_client",
+            (("region", "actor_region"), ("purpose", "purpose")),
+        ),
+    ):
+        everything = await listed(path)
+        middle = everything[len(everything) // 2]
+        about = {row["id"] for row in await rows(app, link + " WHERE client_id = :c", c=key(app, cid))}
+        await check(path, everything, "client_id", cid, lambda e, about=about: e["id"] in about)
+        await check(path, everything, "actor", middle["actor"], lambda e, m=middle: e["actor"] == m["actor"])
+        for param, field in own:
+            value = next(e[field] for e in everything if e[field])
+            await check(path, everything, param, value, lambda e, f=field, v=value: e[f] == v)
+        await check(path, everything, "since", middle["occurred_at"], lambda e, m=middle: at(e) >= at(m))
+        await check(path, everything, "until", middle["occurred_at"], lambda e, m=middle: at(e) < at(m))
+
+    everything = await listed("/v1/audit/disclosures")
+    (first,) = everything
+    for name in ("client_id", "to_region", "from_region"):
+        await check("/v1/audit/disclosures", everything, name, first[name], lambda e, n=name: e[n] == first[n])
+    await check("/v1/audit/disclosures", everything, "since", first["occurred_at"], lambda e: True)
+    assert await listed("/v1/audit/disclosures", until=first["occurred_at"]) == []
+    assert await listed("/v1/audit/disclosures", to_region="02") == []
 
 
 async def test_the_clients_access_report_covers_two_years_with_disclosures(api, auth, world):

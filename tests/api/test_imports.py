@@ -68,6 +68,12 @@ async def post_import(api: httpx.AsyncClient, headers: dict[str, str], body: byt
     return await api.post("/v1/imports", content=body, headers={**headers, **NDJSON}, params=params)
 
 
+def report_of(response: httpx.Response) -> dict[str, Any]:
+    """The import report: the answer itself, or inside the 422 problem of a refused atomic import."""
+    body = response.json()
+    return body["report"] if response.status_code == 422 else body
+
+
 async def count(app, table: str) -> int:
     async with app.state.engine.connect() as conn:
         return (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()  # noqa: S608
@@ -196,11 +202,11 @@ async def test_an_atomic_import_with_one_bad_line_stores_nothing(api, auth, app,
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
-    assert problem["code"] == "import_refused" and problem["applied"] is False
-    assert problem["errors"] == [
+    assert problem["code"] == "import_refused" and problem["report"]["applied"] is False
+    assert problem["report"]["errors"] == [
         {"line": 4, "code": "worker_not_found", "detail": "region 05 has no worker with external id w9"}
     ]
-    assert (problem["created"], problem["failed"]) == (6, 1)
+    assert (problem["report"]["created"], problem["report"]["failed"]) == (6, 1)
     assert await stored(app) == dict.fromkeys(await stored(app), 0)
 
 
@@ -236,8 +242,8 @@ async def test_a_line_failing_after_its_writes_leaves_nothing_behind(api, auth, 
     monkeypatch.setattr(client_service, "reconcile", failing)
     body = jsonl(client("c1", new_hetu(), first_name="Boom"), client("c2", new_hetu()))
     response = await post_import(api, coord(auth), body, atomic=atomic)
-    assert response.json()["errors"] == [{"line": 1, "code": "late_failure", "detail": "late failure"}]
-    assert (response.status_code, response.json()["created"]) == ((422, 1) if atomic == "true" else (200, 1))
+    assert report_of(response)["errors"] == [{"line": 1, "code": "late_failure", "detail": "late failure"}]
+    assert (response.status_code, report_of(response)["created"]) == ((422, 1) if atomic == "true" else (200, 1))
     counts = await stored(app)
     if atomic == "true":
         assert counts == dict.fromkeys(counts, 0)
@@ -357,7 +363,7 @@ async def test_permissions_are_the_apis(api, auth, app):
     assert auditor.status_code == 403 and auditor.json()["code"] == "forbidden"
     other_region = await post_import(api, coord(auth, "08"), jsonl(worker("w1", region="05"), client("c1", new_hetu())))
     assert other_region.status_code == 422
-    codes = [(e["line"], e["code"]) for e in other_region.json()["errors"]]
+    codes = [(e["line"], e["code"]) for e in report_of(other_region)["errors"]]
     assert codes == [(1, "forbidden"), (2, "not_responsible")]
     system = await post_import(api, auth("system", region="05", client_system="Lifecare"), lines, atomic="false")
     assert [(e["line"], e["code"]) for e in system.json()["errors"]] == [(1, "forbidden")]  # workers: coordinators
@@ -376,7 +382,7 @@ async def test_the_source_system_defaults_to_the_parameter_then_the_token(api, a
     assert (await post_import(api, h, jsonl(line))).json()["created"] == 1
     assert len(await find(api, h, "c2", system="Lifecare")) == 1
     no_system = await post_import(api, auth("coordinator", region="05"), jsonl(line | {"external_id": "c3"}))
-    assert no_system.json()["errors"][0]["detail"].startswith("source_system: required")
+    assert report_of(no_system)["errors"][0]["detail"].startswith("source_system: required")
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
@@ -400,3 +406,35 @@ async def test_too_many_lines_or_too_many_bytes_are_413(api, auth, app, monkeypa
     monkeypatch.setattr(middleware, "MAX_IMPORT_BODY", 100)
     response = await post_import(api, coord(auth), jsonl(worker("w1"), worker("w2")))
     assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
+
+
+async def test_with_an_idempotency_key_the_import_and_its_answer_commit_together(api, auth, app, file_lines):
+    """The import runs inside the request's idempotent transaction (on SQLite too: no second writer)."""
+    headers = {**coord(auth), **NDJSON, "Idempotency-Key": "nightly-2026-11-30"}
+    first = await api.post("/v1/imports", content=jsonl(*file_lines), headers=headers)
+    again = await api.post("/v1/imports", content=jsonl(*file_lines), headers=headers)
+    assert first.status_code == 200 and first.json()["created"] == 6
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert (await stored(app))["change_event"] == 6
+    other = await api.post("/v1/imports", content=jsonl(*file_lines[:2]), headers=headers)
+    assert other.json()["code"] == "idempotency_key_reused"
+
+
+async def test_a_refused_import_with_an_idempotency_key_stores_only_its_answer(api, auth, app, file_lines):
+    file_lines.append(assignment("c1", "w9"))
+    headers = {**coord(auth), **NDJSON, "Idempotency-Key": "refused-1"}
+    first = await api.post("/v1/imports", content=jsonl(*file_lines), headers=headers)
+    again = await api.post("/v1/imports", content=jsonl(*file_lines), headers=headers)
+    assert first.status_code == 422 and report_of(first)["created"] == 6
+    assert again.status_code == 422 and again.headers["idempotent-replayed"] == "true"
+    counts = await stored(app)
+    assert counts == dict.fromkeys(counts, 0)
+
+
+async def test_imported_lines_reach_the_change_feed(api, auth, file_lines):
+    assert (await post_import(api, coord(auth), jsonl(*file_lines))).status_code == 200
+    page = (await api.get("/v1/events", params={"after": 0, "limit": 500}, headers=coord(auth))).json()
+    types = [event["type"] for event in page["items"]]
+    assert types.count("worker.created") == 2 and types.count("client.registered") == 2
+    assert types.count("assignment.created") == 2
+    assert file_lines[2]["personal_id"] not in str(page)

@@ -1,0 +1,217 @@
+"""The change feed: every region's changes, in commit order, with no gaps and no duplicates.
+
+Writing. Every write already ends in one ``before_commit`` hook (``app.services.audit``); there
+its changes become feed events for each region concerned — the regions holding the client, and
+the regions the changed resource names (a worker's region, a request's two regions, a pair's two
+sides, a cost decision's parties). Sequence numbers are handed out *there, at the very end of the
+transaction*, by ``UPDATE feed_position SET last_seq = last_seq + n ... RETURNING`` on each
+region's row, in region order.
+
+Why a reader can never skip an event that commits late: that UPDATE locks the region's row until
+the transaction commits. The next writer to the same region waits for the lock and — once the
+first has committed — continues from the first one's ``last_seq``. So seq N+1 can only be handed
+out after the transaction holding N has committed (or rolled back, releasing N unused: then the
+next writer gets N again, and the sequence stays gapless). Hence, whenever a reader sees N+1,
+N is already committed and visible to it; a reader following ``after=`` never passes over an
+event that is still to commit, as it could with an identity column or a sequence, whose numbers
+are taken at insert time and commit in any order. (SQLite serialises writers, so there it holds
+trivially.) The price is that writes to the same region commit one after another for the few
+statements of their commit; their work before that still runs in parallel.
+
+Reading: ``GET /v1/events?after=`` — a region's events after a seq. Events older than the
+retention window are purged; a cursor from before the purge answers 410 Gone, because events
+would otherwise be silently missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import delete, func, insert, update
+from sqlmodel import Session, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain.access import COORDINATOR, SYSTEM, Caller
+from app.errors import SiltaError, ValidationFailed
+from app.models.client import Client, ResponsibilityPeriod
+from app.models.common import utcnow
+from app.models.integration import FeedEvent, FeedEventPublic, FeedPosition
+from app.services import outbox
+from app.services.clock import today
+from app.services.pagination import Page
+
+NOT_IN_FEED = frozenset({"webhook_subscription", "webhook_delivery"})  # the feed's own plumbing
+REGION_FIELDS = (
+    "region",
+    "from_region",
+    "to_region",
+    "proposed_by_region",
+    "confirm_region",
+    "payer_region",
+    "counterparty_region",
+    "actor_region",
+)
+
+
+class CursorExpired(SiltaError):
+    status, code, title = 410, "cursor_expired", "Events after this cursor are no longer kept"
+
+
+def publish(session: Session, changes: list[dict[str, Any]], change_event_id: int | None) -> list[dict[str, Any]]:
+    """Turn one transaction's changes into feed events (called from its ``before_commit``)."""
+    clients = {uuid.UUID(change["client_id"]) for change in changes if change["client_id"]}
+    holders, responsibility, protected = _holders(session, clients)
+    occurred_at = utcnow()
+    pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for change in changes:
+        if change["entity_type"] in NOT_IN_FEED:
+            continue
+        client_id = uuid.UUID(change["client_id"]) if change["client_id"] else None
+        regions = _named_regions(change) | holders.get(client_id, set())
+        for region in regions:
+            data = change["after"] if change["after"] is not None else change["before"] or {}
+            masked = client_id in protected and data.get("region") != region  # shown only to its own region
+            if masked and change["entity_type"] == "responsibility_period":
+                data = {**data, "municipality": None}
+            if change["entity_type"] == "client" and client_id in responsibility:
+                data = {**data, "responsibility": _as_seen(responsibility[client_id], region, client_id in protected)}
+            pending[region].append(
+                {
+                    "region": region,
+                    "type": change["action"],
+                    "occurred_at": occurred_at,
+                    "client_id": client_id,
+                    "entity_type": change["entity_type"],
+                    "entity_id": change["entity_id"],
+                    "change_event_id": change_event_id,
+                    "data": data,
+                }
+            )
+    rows: list[dict[str, Any]] = []
+    for region in sorted(pending):  # always in the same order: two writers never wait for each other in a cycle
+        events = pending[region]
+        last = session.execute(
+            update(FeedPosition)
+            .where(col(FeedPosition.region) == region)
+            .values(last_seq=col(FeedPosition.last_seq) + len(events))
+            .returning(col(FeedPosition.last_seq))
+        ).scalar_one()
+        for offset, event in enumerate(events):
+            event["seq"] = last - len(events) + 1 + offset
+        rows.extend(events)
+    if rows:
+        session.execute(insert(FeedEvent), rows)
+        outbox.enqueue(session, rows)
+    return rows
+
+
+def _named_regions(change: dict[str, Any]) -> set[str]:
+    if change["entity_type"] == "region":
+        return {change["entity_id"]}
+    named: set[str] = set()
+    for snapshot in (change["before"], change["after"]):
+        for field in REGION_FIELDS:
+            value = (snapshot or {}).get(field)
+            if isinstance(value, str):
+                named.add(value)
+    return named
+
+
+def _holders(
+    session: Session, clients: set[uuid.UUID]
+) -> tuple[dict[uuid.UUID | None, set[str]], dict[uuid.UUID, dict[str, dict[str, Any]]], set[uuid.UUID]]:
+    """Per client: the regions holding it now or from an announced date, its responsibilities now
+    (or, if not yet begun, as announced), and whether its address is protected."""
+    if not clients:
+        return {}, {}, set()
+    period = ResponsibilityPeriod
+    rows = session.execute(
+        select(period)
+        .where(
+            col(period.client_id).in_(clients),
+            col(period.retracted_at).is_(None),
+            col(period.valid_to).is_(None) | (col(period.valid_to) > today()),
+        )
+        .order_by(col(period.valid_from))
+    ).scalars()
+    holders: dict[uuid.UUID | None, set[str]] = defaultdict(set)
+    responsibility: dict[uuid.UUID, dict[str, dict[str, Any]]] = defaultdict(dict)
+    on = today()
+    for row in rows:
+        if row.region:
+            holders[row.client_id].add(row.region)
+        if row.responsibility not in responsibility[row.client_id] or row.valid_from <= on:
+            responsibility[row.client_id][row.responsibility] = {
+                "region": row.region,
+                "municipality": row.municipality,
+                "outside": row.residence_outside,
+                "valid_from": row.valid_from.isoformat(),
+            }
+    protected = set(
+        session.execute(select(col(Client.id)).where(col(Client.id).in_(clients), col(Client.address_protection)))
+        .scalars()
+        .all()
+    )
+    return holders, responsibility, protected
+
+
+def _as_seen(responsibility: dict[str, dict[str, Any]], region: str, protected: bool) -> dict[str, dict[str, Any]]:
+    """The client's responsibilities as ``region`` may see them (a protected municipality only by its region)."""
+    return {
+        kind: {**period, "municipality": None} if protected and period["region"] != region else period
+        for kind, period in responsibility.items()
+    }
+
+
+async def read(session: AsyncSession, caller: Caller, *, after: int, limit: int) -> Page[FeedEventPublic]:
+    """The caller's region's events after ``after``, oldest first (410 if some were purged)."""
+    caller.require(SYSTEM, COORDINATOR)
+    region = caller.writer_region()
+    if after < 0:
+        raise ValidationFailed("after must be 0 or a seq seen before")
+    position = (await session.exec(select(FeedPosition).where(col(FeedPosition.region) == region))).one()
+    if after < position.purged_through:
+        raise CursorExpired(
+            f"events up to seq {position.purged_through} were purged; start again from a full read",
+            purged_through=position.purged_through,
+        )
+    rows = (
+        await session.exec(
+            select(FeedEvent)
+            .where(col(FeedEvent.region) == region, col(FeedEvent.seq) > after)
+            .order_by(col(FeedEvent.seq))
+            .limit(limit + 1)
+        )
+    ).all()
+    items = [FeedEventPublic.model_validate(row, from_attributes=True) for row in rows[:limit]]
+    more = len(rows) > limit
+    return Page(items=items, next_cursor=str(items[-1].seq) if more else None)
+
+
+async def purge(session: AsyncSession, older_than: dt.timedelta) -> int:
+    """Delete events older than the retention window, remembering per region how far (one transaction)."""
+    cutoff = utcnow() - older_than
+    reached = (
+        await session.exec(
+            select(col(FeedEvent.region), func.max(col(FeedEvent.seq)))
+            .where(col(FeedEvent.occurred_at) < cutoff)
+            .group_by(col(FeedEvent.region))
+        )
+    ).all()
+    if not reached:
+        await session.commit()
+        return 0
+    deleted = 0
+    for region, seq in reached:  # a prefix of each region's sequence: seqs are in commit order
+        result = await session.exec(delete(FeedEvent).where(col(FeedEvent.region) == region, col(FeedEvent.seq) <= seq))
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+        await session.exec(
+            update(FeedPosition)
+            .where(col(FeedPosition.region) == region, col(FeedPosition.purged_through) < seq)
+            .values(purged_through=seq)
+        )
+    await session.commit()
+    return deleted
