@@ -144,11 +144,13 @@ async def _audited_sessions() -> AsyncIterator[Any]:
     """Sessions like the service's own (writes are change-logged, reads access-logged)."""
     from app.db import make_engine, make_sessionmaker
     from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
+    from app.services.vault import VAULT, Vault
 
     settings = get_settings()
     engine = make_engine(settings)
     key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
-    info = {MAC_KEY: key, NO_CHANGE_LOG: not settings.audit_change_log}
+    vault = Vault(settings.identity_key_path, create=settings.identity_key_file is None)
+    info = {MAC_KEY: key, VAULT: vault, NO_CHANGE_LOG: not settings.audit_change_log}
     try:
         yield make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
     finally:

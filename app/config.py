@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     default_grace_days: int = 14
 
     audit_key_file: Path | None = None
+    identity_key_file: Path | None = None
     audit_seal_seconds: float = 2.0
     audit_access_log: bool = True
     audit_change_log: bool = True  # benchmarks only (the cost of logging); production refuses false
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
                     ("SILTA_JWKS_FILE or SILTA_JWKS_URL", self.jwks_file or self.jwks_url),
                     ("SILTA_DATABASE_URL", self.database_url),
                     ("SILTA_AUDIT_KEY_FILE", self.audit_key_file),
+                    ("SILTA_IDENTITY_KEY_FILE", self.identity_key_file),
                 )
                 if not value
             ]
@@ -80,6 +82,11 @@ class Settings(BaseSettings):
     def audit_key_path(self) -> Path:
         """The audit key (EC P-256): signs checkpoints and keys the entries' MACs."""
         return self.audit_key_file or self.data_dir / "audit-key.pem"
+
+    @property
+    def identity_key_path(self) -> Path:
+        """The keys that encrypt identity codes at rest and key their lookup hash (app.services.vault)."""
+        return self.identity_key_file or self.data_dir / "identity-keys.json"
 
     @property
     def issuer(self) -> str:

@@ -34,6 +34,7 @@ from app.security import KeyStore
 from app.services import background
 from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
 from app.services.idempotency import IdempotencyMiddleware
+from app.services.vault import VAULT, Vault
 
 API_VERSION = "1.0.0"
 ROUTERS = (
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     engine = make_engine(settings)
 
     audit_key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
-    info = {MAC_KEY: audit_key, NO_CHANGE_LOG: not settings.audit_change_log}
+    vault = Vault(settings.identity_key_path, create=settings.identity_key_file is None)
+    info = {MAC_KEY: audit_key, VAULT: vault, NO_CHANGE_LOG: not settings.audit_change_log}
     factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
 
     @asynccontextmanager

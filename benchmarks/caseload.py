@@ -153,14 +153,16 @@ def generate(url: str, plan: DataPlan) -> dict[str, Any]:
             periods: list[tuple[uuid.UUID, str, str]] = []
             assignments: list[tuple[uuid.UUID, str, str, uuid.UUID]] = []
             with cur.copy(
-                "COPY client (id, personal_id, first_name, last_name, birth_date, support_level,"
-                " address_protection, aftercare_start, aftercare_end, version, created_at, updated_at) FROM STDIN"
+                "COPY client (id, personal_id_hash, personal_id_cipher, personal_id_key, first_name, last_name,"
+                " birth_date, support_level, address_protection, aftercare_start, aftercare_end, version,"
+                " created_at, updated_at) FROM STDIN"
             ) as copy:
                 for n in range(plan.clients + plan.other_clients):
                     cid = uuid.uuid4()
-                    copy.write_row(
-                        (cid, f"gen-{n}", "G", "G", dt.date(2005, 1, 1), LEVELS[n % 3], False, start, end, 1, now, now)
-                    )
+                    # no identity code: caseload reports never show one (these rows cannot be opened by the vault)
+                    sealed = (f"gen-{n}", b"", "none")
+                    born, level = dt.date(2005, 1, 1), LEVELS[n % 3]
+                    copy.write_row((cid, *sealed, "G", "G", born, level, False, start, end, 1, now, now))
                     if n < plan.clients:
                         periods += [(cid, "organising", ORGANISING_REGION), (cid, "residence", REGION)]
                         assignments.append((cid, "residence", REGION, workers[n % plan.workers][0]))

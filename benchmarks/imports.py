@@ -65,6 +65,7 @@ from app.migrate import upgrade  # noqa: E402
 from app.services.audit import MAC_KEY, AuditedSession, AuditKey  # noqa: E402
 from app.services.clock import today  # noqa: E402
 from app.services.imports import import_file  # noqa: E402
+from app.services.vault import VAULT, Vault  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 ADMIN_URL = os.environ.get("SILTA_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -183,8 +184,11 @@ async def timed_import(url: str, data_dir: Path, body: bytes, *, dry_run: bool =
     def _count(*_: Any) -> None:
         statements[0] += 1
 
-    key = AuditKey(settings.audit_key_path, create=True)
-    factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: key})
+    info = {
+        MAC_KEY: AuditKey(settings.audit_key_path, create=True),
+        VAULT: Vault(settings.identity_key_path, create=True),
+    }
+    factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
     caller = Caller(subject="bench:imports", roles=frozenset({SYSTEM, COORDINATOR}), region=REGION)
     try:
         wall, cpu = time.perf_counter(), time.process_time()

@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Literal
 
 from pydantic import StrictBool
-from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, Index, LargeBinary, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.models import examples as ex
@@ -35,7 +35,9 @@ class Client(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    personal_id: str = Field(max_length=11, unique=True)
+    personal_id_hash: str = Field(max_length=64, unique=True, description="keyed hash (app.services.vault)")
+    personal_id_cipher: bytes = Field(sa_type=LargeBinary, description="nonce + AES-GCM ciphertext")
+    personal_id_key: str = Field(max_length=20, description="id of the key that encrypted it")
     first_name: str = Field(max_length=100)
     last_name: str = Field(max_length=100)
     birth_date: dt.date

@@ -38,7 +38,7 @@ from app.security import ensure_ec_key
 from app.services import feed
 from app.services.clock import today
 
-NEVER_LOGGED = frozenset({"personal_id", "secret"})
+NEVER_LOGGED = frozenset({"personal_id", "personal_id_hash", "personal_id_cipher", "personal_id_key", "secret"})
 PENDING, CALLER, MAC_KEY = "silta.changes", "silta.caller", "silta.mac_key"
 NO_CHANGE_LOG = "silta.no_change_log"  # set only by benchmarks measuring what the change log costs
 

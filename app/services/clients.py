@@ -40,6 +40,7 @@ from app.services.compliance import gap_in_force, reconcile
 from app.services.pagination import Page, PageParams, paginate
 from app.services.regions import resolve_residence
 from app.services.requests import open_request, settle_open
+from app.services.vault import vault_of
 from app.services.views import client_public, summaries
 
 
@@ -63,9 +64,12 @@ async def register(session: AsyncSession, caller: Caller, data: ClientCreate, *,
         raise NotResponsible("the caller's region must be the organising or the residence region")
     on = today()
     aftercare.check_registrable(pid.birth_date, organising.aftercare_end_age, data.aftercare_start, on)
-    await _refuse_duplicate(session, caller, pid.code)
+    digest, sealed, key_id = vault_of(session).seal(pid.code)
+    await _refuse_duplicate(session, caller, digest)
     client = Client(
-        personal_id=pid.code,
+        personal_id_hash=digest,
+        personal_id_cipher=sealed,
+        personal_id_key=key_id,
         first_name=data.first_name,
         last_name=data.last_name,
         birth_date=pid.birth_date,
@@ -98,7 +102,7 @@ async def register(session: AsyncSession, caller: Caller, data: ClientCreate, *,
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        await _refuse_duplicate(session, caller, pid.code)
+        await _refuse_duplicate(session, caller, digest)
         raise Conflict("an external id is already linked to another client", code="duplicate_external_id") from None
     record_change(session, caller, action="client.registered", entity=client, client_id=client.id)
     await reconcile(session, caller, client, cause="registered")
@@ -110,8 +114,8 @@ async def register(session: AsyncSession, caller: Caller, data: ClientCreate, *,
     return client
 
 
-async def _refuse_duplicate(session: AsyncSession, caller: Caller, code: str) -> None:
-    existing = (await session.exec(select(Client.id).where(Client.personal_id == code))).first()
+async def _refuse_duplicate(session: AsyncSession, caller: Caller, digest: str) -> None:
+    existing = (await session.exec(select(Client.id).where(Client.personal_id_hash == digest))).first()
     if existing is None:
         return
     visible = (await session.exec(select(Client.id).where(Client.id == existing, readable(caller)))).first()
@@ -140,7 +144,7 @@ async def search_clients(
     statement = select(Client).where(fully_readable(caller))
     if query.personal_id and not (query.system or query.external_id):
         code = parse_personal_id(query.personal_id, accept_temporary=True).code
-        statement = statement.where(Client.personal_id == code)
+        statement = statement.where(Client.personal_id_hash == vault_of(session).lookup(code))
     elif query.system and query.external_id and not query.personal_id:
         statement = statement.where(
             exists(

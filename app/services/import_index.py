@@ -47,7 +47,7 @@ class StoredClient:
     """A client as a line compares it: the row and its latest (open-ended) periods."""
 
     id: uuid.UUID
-    personal_id: str
+    personal_id_hash: str  # the keyed hash of the identity code (app.services.vault), never the code
     aftercare_start: dt.date
     first_name: str
     last_name: str
@@ -63,7 +63,7 @@ class StoredClient:
         residence = periods.get(RESIDENCE)
         return cls(
             id=client.id,
-            personal_id=client.personal_id,
+            personal_id_hash=client.personal_id_hash,
             aftercare_start=client.aftercare_start,
             first_name=client.first_name,
             last_name=client.last_name,

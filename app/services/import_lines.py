@@ -26,12 +26,12 @@ from app.models.worker import Worker, WorkerCreate, WorkerUpdate
 from app.services import assignments, clients, workers
 from app.services.access import client_for, fully_involved
 from app.services.import_index import ImportIndex, StoredClient, StoredWorker, stored_client
+from app.services.vault import vault_of
 
 Outcome = Literal["created", "unchanged", "updated"]
 WORKER_MUTABLE = ("name", "role", "service", "email")
 CLIENT_MUTABLE = ("first_name", "last_name", "support_level", "address_protection")
 CLIENT_FIXED = (
-    "personal_id",
     "aftercare_start",
     "organising_region",
     "residence_region",
@@ -120,7 +120,8 @@ async def import_client(
 
 async def _duplicate(session: AsyncSession, caller: Caller, code: str, system: str) -> SiltaError:
     """A registered identity code is never merged: name its other systems' ids to a region that holds it."""
-    existing = (await session.exec(select(Client.id).where(Client.personal_id == code))).first()
+    digest = vault_of(session).lookup(code)
+    existing = (await session.exec(select(Client.id).where(Client.personal_id_hash == digest))).first()
     if existing is None or not await fully_involved(session, caller, existing):
         return DuplicateClient()
     links = (await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == existing))).all()
@@ -143,8 +144,10 @@ async def _update_client(
     stored: StoredClient = ctx.index.client_rows.get(client_id) or await stored_client(
         session, await client_for(session, caller, client_id)
     )
-    given = {**line.model_dump(include=set(CLIENT_FIXED) & line.model_fields_set), "personal_id": code}
+    given = line.model_dump(include=set(CLIENT_FIXED) & line.model_fields_set)
     differing = [name for name, value in given.items() if getattr(stored, name) != value]
+    if stored.personal_id_hash != vault_of(session).lookup(code):
+        differing.append("personal_id")
     if differing:
         raise Conflict(
             f"the stored client differs in {', '.join(sorted(differing))}; "

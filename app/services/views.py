@@ -28,6 +28,7 @@ from app.services import state
 from app.services.access import fully_involved
 from app.services.clock import today
 from app.services.compliance import gap_in_force, gap_public
+from app.services.vault import vault_of
 
 
 def summary(
@@ -62,6 +63,11 @@ def summary(
     )
 
 
+def identity_code(session: AsyncSession, client: Client) -> str:
+    """The client's identity code, decrypted for a caller entitled to the full view."""
+    return vault_of(session).open(client.personal_id_hash, client.personal_id_cipher, client.personal_id_key)
+
+
 async def client_public(session: AsyncSession, caller: Caller, client: Client) -> ClientPublic:
     """The full view of one client, with its open gaps and external ids."""
     on = today()
@@ -77,7 +83,7 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
     return ClientPublic(
         **base.model_dump(),
         access="full" if full else "request",
-        personal_id=client.personal_id if full else None,
+        personal_id=identity_code(session, client) if full else None,
         end_reason=client.end_reason,
         external_ids=[ExternalIdPublic(system=row.system, id=row.external_id) for row in external],
         missing=[gap_public(gap, on) for gap in gaps] if base.status != "ended" else [],
