@@ -17,7 +17,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.domain.access import PURPOSES, Caller, default_purpose
 from app.errors import NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
-from app.security import verify_token
+from app.security import TokenClaims, verify_token
 from app.services import idempotency, preconditions
 from app.services.audit import record_access
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageParams
@@ -73,9 +73,7 @@ async def current_caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
     """The verified caller; any failure is a plain 401."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized()
-    claims = await verify_token(credentials.credentials, request.app.state.keys, request.app.state.settings)
+    claims = await _verified_claims(request, credentials)
     roles = frozenset(claims.roles)
     purpose = request.headers.get("x-purpose-of-use") or default_purpose(roles)
     if purpose not in PURPOSES:
@@ -88,6 +86,28 @@ async def current_caller(
         request_id=request.scope.get("state", {}).get("request_id"),
         purpose=purpose,
     )
+
+
+async def _verified_claims(request: Request, credentials: HTTPAuthorizationCredentials | None) -> TokenClaims:
+    # Two Authorization headers are ambiguous: a proxy in front may have checked the other one.
+    if (
+        credentials is None
+        or credentials.scheme.lower() != "bearer"
+        or len(request.headers.getlist("authorization")) > 1
+    ):
+        raise Unauthorized()
+    return await verify_token(credentials.credentials, request.app.state.keys, request.app.state.settings)
+
+
+async def refuse_unauthenticated(request: Request) -> None:
+    """``Unauthorized`` if the matched route needs a token and the request has no valid one.
+
+    For errors raised before dependencies run: FastAPI parses a JSON body before it checks the
+    token, and an unauthenticated caller must get the same 401 whatever body it sent.
+    """
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is not None and any(sub.call is current_caller for sub in dependant.dependencies):
+        await _verified_claims(request, await bearer(request))
 
 
 async def idempotency_guard(

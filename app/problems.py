@@ -12,7 +12,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from app.errors import SiltaError
+from app.deps import refuse_unauthenticated
+from app.errors import SiltaError, Unauthorized
 from app.services.idempotency import Replay
 
 log = logging.getLogger("silta")
@@ -66,14 +67,27 @@ async def _replay(_: Request, exc: Exception) -> Response:
     return Response(record.body, status_code=record.status_code, headers=headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _unauthenticated(request: Request) -> JSONResponse | None:
+    """The 401 owed to a caller without a valid token whose body failed before the token was checked."""
+    try:
+        await refuse_unauthenticated(request)
+    except Unauthorized as exc:
+        return of(exc)
+    return None
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if unauthenticated := await _unauthenticated(request):
+        return unauthenticated
     errors = [{"loc": _loc(tuple(error.get("loc", ()))), "msg": error.get("msg", "")} for error in exc.errors()]
     return problem(422, "validation_error", "The request is not valid", "see errors", errors=errors)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and (unauthenticated := await _unauthenticated(request)):
+        return unauthenticated  # a body FastAPI could not parse at all (e.g. nested too deep)
     code, title = HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     response = problem(exc.status_code, code, title)
     if exc.headers:

@@ -7,7 +7,9 @@ parsed into a model only after the signature checked out.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 import uuid
 from enum import StrEnum
@@ -27,6 +29,9 @@ from app.errors import Unauthorized
 
 ALGORITHMS = ["RS256", "ES256"]
 MAX_TOKEN_LENGTH = 8192
+# Compact JWS: three unpadded base64url segments (RFC 7515 § 7.1). jose would also take padded or
+# standard-alphabet base64 (so one token has many spellings); a JWE has five segments.
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 DEV_KEY_FILE = "dev-signing-key.pem"
 DEV_KID = "silta-dev-1"
 # Official codes of the 22 organisers (Statistics Finland): 01-21 and Helsinki, 90.
@@ -49,6 +54,10 @@ class TokenClaims(BaseModel):
     roles: list[Role] = Field(min_length=1, max_length=4)
     region: str | None = Field(default=None, pattern=r"^[0-9]{2}$")
     client_system: str | None = Field(default=None, max_length=100)
+    # NumericDates are JSON numbers (RFC 7519 § 2); jose's own checks accept the string "1735689600".
+    exp: float = Field(strict=True)
+    nbf: float | None = Field(default=None, strict=True)
+    iat: float | None = Field(default=None, strict=True)
 
     @model_validator(mode="after")
     def _region_for_regional_roles(self) -> TokenClaims:
@@ -95,6 +104,7 @@ class KeyStore:
         self._refresh_seconds = settings.jwks_refresh_seconds
         self._transport = transport
         self._fetched_at = float("-inf")
+        self._fetching = asyncio.Lock()
         self._keys: dict[str, tuple[Key, str]] = {}
         if settings.jwks_file:
             self._keys = parse_jwks(json.loads(Path(settings.jwks_file).read_text()))
@@ -102,8 +112,10 @@ class KeyStore:
             self._keys = parse_jwks(dev_jwks(ensure_dev_key(settings.data_dir)))
 
     async def key_for(self, kid: str) -> tuple[Key, str] | None:
-        if kid not in self._keys and self._url and self._may_refetch():
-            await self._fetch()
+        if kid not in self._keys and self._url:
+            async with self._fetching:  # requests that arrive during a fetch wait for its keys
+                if kid not in self._keys and self._may_refetch():
+                    await self._fetch()
         return self._keys.get(kid)
 
     def _may_refetch(self) -> bool:
@@ -122,8 +134,8 @@ class KeyStore:
 
 async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenClaims:
     """Verified claims of a bearer token, or ``Unauthorized`` (never saying why)."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise Unauthorized()
+    if len(token) > MAX_TOKEN_LENGTH or not COMPACT_JWS.fullmatch(token):
+        raise Unauthorized()  # before any parsing: size and shape are all a stranger gets checked for free
     try:
         header = jwt.get_unverified_header(token)
         found = await keys.key_for(str(header.get("kid", "")))
