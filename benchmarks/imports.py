@@ -7,23 +7,23 @@ What one run does:
    live in region 08 (their registration opens a coordination request and a residence gap), the
    support levels alternate, and special clients are named a social worker.
 2. For each backend: a fresh database (an SQLite file in a temporary folder; the PostgreSQL
-   database ``silta_bench_import`` on the loopback server, dropped and recreated), migrated with
-   Alembic. Then, **in-process** (``app.services.imports.import_file``, the code ``silta import``
-   runs; caller: system and coordinator of 05):
-   - the import (atomic, the default), timed;
-   - the same file again: every line ``unchanged``, timed;
+   database ``--db-name`` (``silta_bench_import``) on the loopback server, dropped and recreated),
+   migrated with Alembic. Then, **in-process** (``app.services.imports.import_file``, the code
+   ``silta import`` runs; caller: system and coordinator of 05):
+   - the import (atomic, the default), timed, with the SQL statements it sent counted;
+   - the same file again: every line must come back ``unchanged``;
    - a dry run of the file on the now populated database (checks every line, stores nothing).
-   The report of each must be exactly as expected, and the row counts are read back.
+   Every report is checked, and the row counts are read back.
 3. With ``--http`` (default): a fresh database again and one uvicorn worker on 127.0.0.1 (no
    access log), the file POSTed to ``/v1/imports`` with a development token, timed from the
    request to the answer.
-4. Writes ``benchmarks/results/imports-<UTC time>.md`` and ``.json``, drops the database (unless
-   ``--keep-db``) and stops the servers it started (also on error or Ctrl-C).
+4. Writes ``benchmarks/results/imports-<UTC time>.md`` and ``.json``; stops the servers it started
+   and drops the database (unless ``--keep-db``), also on error, Ctrl-C or SIGTERM.
 
 ``--profile`` instead runs one in-process import under cProfile and prints the top functions.
 Run from the repository root::
 
-    .venv/bin/python benchmarks/imports.py                       # about 2-4 minutes
+    .venv/bin/python benchmarks/imports.py
     .venv/bin/python benchmarks/imports.py --backends sqlite --no-http
     .venv/bin/python benchmarks/imports.py --profile --backends postgresql
 """
@@ -37,11 +37,9 @@ import cProfile
 import datetime as dt
 import json
 import os
-import platform
 import pstats
 import signal
-import socket
-import subprocess
+import sqlite3
 import sys
 import tempfile
 import time
@@ -50,30 +48,28 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import harness
 import httpx
 import psycopg
-from psycopg import sql
+from harness import PYTHON, REPO, Processes
 from sqlalchemy import event
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.config import Settings  # noqa: E402
-from app.db import make_engine, make_sessionmaker  # noqa: E402
-from app.domain.access import COORDINATOR, SYSTEM, Caller  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.services.audit import MAC_KEY, AuditedSession, AuditKey  # noqa: E402
-from app.services.clock import today  # noqa: E402
-from app.services.imports import import_file  # noqa: E402
-from app.services.vault import VAULT, Vault  # noqa: E402
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.domain.access import COORDINATOR, SYSTEM, Caller
+from app.migrate import upgrade
+from app.services.audit import MAC_KEY, AuditedSession, AuditKey
+from app.services.clock import today
+from app.services.imports import import_file
+from app.services.vault import VAULT, Vault
 
-RESULTS_DIR = REPO / "benchmarks" / "results"
-ADMIN_URL = os.environ.get("SILTA_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DB = "silta_bench_import"
 REGION, SYSTEM_NAME = "05", "Bench"
 CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 MAX_LINES = 100_000
-READY_TIMEOUT_S, HTTP_TIMEOUT_S, STOP_TIMEOUT_S = 60.0, 900.0, 10.0
+HTTP_TIMEOUT_S = 900.0
+PACKAGES = ("fastapi", "sqlalchemy", "sqlmodel", "uvicorn", "asyncpg", "aiosqlite", "pydantic")
 TABLES = (
     "worker",
     "client",
@@ -83,6 +79,7 @@ TABLES = (
     "compliance_gap",
     "coordination_request",
     "change_event",
+    "feed_event",
 )
 
 
@@ -140,35 +137,31 @@ def generate(workers: int, clients: int, assignments: int) -> bytes:
 
 
 @contextlib.contextmanager
-def fresh_database(backend: str, folder: Path, keep: bool) -> Iterator[str]:
-    """A migrated, empty database of ``backend``; PostgreSQL's is dropped afterwards unless ``keep``."""
+def fresh_database(args: argparse.Namespace, backend: str, folder: Path) -> Iterator[str]:
+    """A migrated, empty database of ``backend``; PostgreSQL's is dropped afterwards unless ``--keep-db``."""
     if backend == "sqlite":
-        path = folder / f"import-{time.monotonic_ns()}.db"
-        url = f"sqlite:///{path}"
+        url = f"sqlite:///{folder / f'import-{time.monotonic_ns()}.db'}"
         upgrade(url)
         yield url
         return
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(PG_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_DB)))
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
-    upgrade(url)
+    harness.recreate_database(args.admin_url, args.db_name)
     try:
+        url = harness.database_url(args.admin_url, args.db_name)
+        upgrade(url)
         yield url
     finally:
-        if not keep:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(PG_DB)))
+        if not args.keep_db:
+            with contextlib.suppress(psycopg.Error):
+                harness.drop_database(args.admin_url, args.db_name)
 
 
 def row_counts(url: str) -> dict[str, int]:
+    query = "SELECT count(*) FROM {}"
     if url.startswith("sqlite"):
-        import sqlite3
-
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
-            return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}  # noqa: S608
+            return {table: db.execute(query.format(table)).fetchone()[0] for table in TABLES}
     with psycopg.connect(url) as conn:
-        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}  # type: ignore[index]  # noqa: S608
+        return {table: conn.execute(query.format(table)).fetchone()[0] for table in TABLES}  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------- in-process
@@ -213,9 +206,9 @@ def check(report: dict[str, Any], lines: int, **expected: int) -> None:
         raise SystemExit(f"unexpected report {counts} (wanted {wanted}); first errors: {report['errors'][:5]}")
 
 
-def in_process(backend: str, body: bytes, lines: int, folder: Path, keep: bool) -> dict[str, Any]:
+def in_process(args: argparse.Namespace, backend: str, body: bytes, lines: int, folder: Path) -> dict[str, Any]:
     print(f"[{backend}] in-process import of {lines:,} lines", flush=True)
-    with fresh_database(backend, folder, keep) as url:
+    with fresh_database(args, backend, folder) as url:
         first = asyncio.run(timed_import(url, folder, body))
         check(first["report"], lines, created=lines)
         print(f"  import  {first['seconds']:.1f} s", flush=True)
@@ -231,66 +224,50 @@ def in_process(backend: str, body: bytes, lines: int, folder: Path, keep: bool) 
     return {"import": first, "rerun": again, "dry_run": dry, "rows": counts}
 
 
-def profile(backend: str, body: bytes, folder: Path, keep: bool, top: int) -> None:
-    with fresh_database(backend, folder, keep) as url:
+def profile(args: argparse.Namespace, backend: str, body: bytes, folder: Path) -> None:
+    with fresh_database(args, backend, folder) as url:
         profiler = cProfile.Profile()
         profiler.enable()
         result = asyncio.run(timed_import(url, folder, body))
         profiler.disable()
-    print(f"[{backend}] {result['seconds']} s wall, {result['cpu_seconds']} s CPU")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+    print(f"[{backend}] {result['seconds']} s wall, {result['cpu_seconds']} s CPU, {result['statements']} statements")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
 
 
 # --------------------------------------------------------------------------- over HTTP
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def over_http(backend: str, body: bytes, lines: int, folder: Path, keep: bool) -> dict[str, Any]:
+def over_http(
+    args: argparse.Namespace, procs: Processes, backend: str, body: bytes, lines: int, folder: Path
+) -> dict[str, Any]:
     """One uvicorn worker on 127.0.0.1, the file POSTed once; seconds from request to answer."""
     print(f"[{backend}] POST /v1/imports of {lines:,} lines", flush=True)
-    data_dir = folder / f"http-{backend}"
-    data_dir.mkdir()
-    with fresh_database(backend, folder, keep) as url:
-        env = {**os.environ, "SILTA_DATABASE_URL": url, "SILTA_DATA_DIR": str(data_dir)}
-        for name in ("SILTA_JWKS_FILE", "SILTA_JWKS_URL", "SILTA_JWT_ISSUER", "SILTA_JWT_AUDIENCE", "SILTA_ENV"):
+    work = folder / f"http-{backend}"
+    work.mkdir()
+    with fresh_database(args, backend, folder) as url:
+        env = {**os.environ, "SILTA_DATABASE_URL": url, "SILTA_DATA_DIR": str(work), "SILTA_ENV": "development"}
+        for name in ("SILTA_JWKS_FILE", "SILTA_JWKS_URL", "SILTA_JWT_ISSUER", "SILTA_JWT_AUDIENCE"):
             env.pop(name, None)
-        token = subprocess.run(  # noqa: S603 - fixed argv
-            [sys.executable, "-m", "app.cli", "token", "--role", "coordinator", "--region", REGION],
+        mint = [PYTHON, "-m", "app.cli", "token", "--role", "coordinator", "--region", REGION]
+        token = harness.run_checked(mint, cwd=REPO, env=env, timeout=60).strip()
+        server = harness.start_server(
+            procs,
+            work,
+            f"silta-{backend}",
+            lambda port: harness.uvicorn_argv(args, "app.main:app", port),
             cwd=REPO,
             env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
-        port = free_port()
-        log = data_dir / "server.log"
-        with log.open("wb") as out:
-            command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
-            server = subprocess.Popen(  # noqa: S603 - fixed argv
-                [*command, "--workers", "1", "--no-access-log"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            health="/healthz",
+        )
         try:
-            wait_ready(server, f"http://127.0.0.1:{port}/healthz", log)
+            harness.wait_ready(procs, server)
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
             started = time.perf_counter()
-            response = httpx.post(
-                f"http://127.0.0.1:{port}/v1/imports", content=body, headers=headers, timeout=HTTP_TIMEOUT_S
-            )
+            response = httpx.post(f"{server.base}/v1/imports", content=body, headers=headers, timeout=HTTP_TIMEOUT_S)
             seconds = time.perf_counter() - started
         finally:
-            stop(server)
+            procs.stop_all()
         if response.status_code != 200:
             raise SystemExit(f"POST /v1/imports answered {response.status_code}: {response.text[:2000]}")
         check(response.json(), lines, created=lines)
@@ -299,75 +276,16 @@ def over_http(backend: str, body: bytes, lines: int, folder: Path, keep: bool) -
     return {"import": {"seconds": round(seconds, 2)}, "rows": counts}
 
 
-def wait_ready(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited:\n{log.read_text(errors='replace')[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {READY_TIMEOUT_S:.0f} s")
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's own process group, SIGKILL after a bounded wait."""
-    if server.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=STOP_TIMEOUT_S)
-
-
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _read("/proc/cpuinfo").splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    with psycopg.connect(ADMIN_URL) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    git = ["git", "rev-parse", "--short", "HEAD"]
-    head = subprocess.run(git, cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()  # noqa: S603
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "postgresql": row[0] if row else None,
-        "sqlite": __import__("sqlite3").sqlite_version,
-        "packages": {name: version(name) for name in ("fastapi", "sqlalchemy", "sqlmodel", "asyncpg", "aiosqlite")},
-        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
-        "git": head,
-    }
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def markdown(report: dict[str, Any]) -> str:
-    plan, runs = report["plan"], report["runs"]
+    plan, runs, machine = report["plan"], report["runs"], report["machine"]
     out = [
         f"# Bulk import, {report['started']}",
         "",
         f"Command: `{report['command']}`  ",
-        f"Code: {report['machine']['git']}. Runtime: {report['runtime_s']} s.",
+        f"Code: {machine['git']}. Runtime: {report['runtime_s']} s.",
         "",
         f"File: {plan['lines']:,} lines ({plan['workers']:,} workers, {plan['clients']:,} clients, "
         f"{plan['assignments']:,} assignments), {plan['bytes'] / 1e6:.1f} MB, region {REGION}; a fifth of the "
@@ -388,31 +306,27 @@ def markdown(report: dict[str, Any]) -> str:
             f"{run.get('dry_run', {}).get('seconds', '-')} |"
         )
     same = len({json.dumps(run["rows"], sort_keys=True) for run in runs.values()}) == 1
+    rows = next(iter(runs.values()))["rows"]
     out += [
         "",
         "Rows after the import" + (" (every run left the same):" if same else " (the runs DIFFER, see the .json):"),
         "",
-    ]
-    first = next(iter(runs.values()))["rows"]
-    out += [
-        "| " + " | ".join(first) + " |",
-        "|" + "---:|" * len(first),
-        "| " + " | ".join(f"{v:,}" for v in first.values()) + " |",
-    ]
-    m = report["machine"]
-    out += [
+        "| " + " | ".join(rows) + " |",
+        "|" + "---:|" * len(rows),
+        "| " + " | ".join(f"{value:,}" for value in rows.values()) + " |",
         "",
         "## Machine",
         "",
-        f"- {m['cpus']} x {m['cpu']}, Python {m['python']}, PostgreSQL {m['postgresql']}, SQLite {m['sqlite']}",
-        f"- packages: {', '.join(f'{k} {v}' for k, v in m['packages'].items())}",
-        f"- load average at start: {', '.join(str(v) for v in m['load_average_at_start'])} (a shared machine:"
-        " compare figures within one run)",
+        f"- {machine['cpus']} x {machine['cpu']}, {machine['memory_gib']} GiB, Python {machine['python']},"
+        f" PostgreSQL {machine['postgresql']}, SQLite {sqlite3.sqlite_version}",
+        f"- packages: {', '.join(f'{name} {version}' for name, version in machine['packages'].items())}",
+        f"- load average at start: {', '.join(f'{value:.2f}' for value in machine['load_average_at_start'])}"
+        " (a shared machine: compare figures within one run)",
         "",
         "In-process is `app.services.imports.import_file` (what `silta import` runs) with an atomic import: one "
-        "transaction, each line through the API's service with its change entry (the entries inserted a thousand "
-        "at a time); `CPU s` is the importing process's own CPU time (the database's is not in it). Over HTTP "
-        "adds one uvicorn worker, the token check and the audit sealer running beside it.",
+        "transaction, each line through the API's service, its commit writing the line's change entry and feed "
+        "events; `CPU s` is the importing process's own CPU time (the database's is not in it). Over HTTP adds "
+        "one uvicorn worker, the token check and the background tasks running beside it.",
         "",
     ]
     return "\n".join(out)
@@ -427,12 +341,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True, help="also POST over HTTP")
     parser.add_argument("--profile", action="store_true", help="cProfile one in-process import instead")
     parser.add_argument("--top", type=int, default=40, help="functions listed by --profile")
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--db-name", default="silta_bench_import", help="dropped and recreated for each run")
     parser.add_argument("--keep-db", action="store_true", help="leave the PostgreSQL database behind")
+    parser.add_argument("--out-dir", type=Path, default=harness.RESULTS_DIR)
     args = parser.parse_args(argv)
     if not 1 <= args.workers + args.clients + args.assignments <= MAX_LINES or args.assignments > args.clients:
         parser.error(f"at most {MAX_LINES:,} lines, and no more assignments than clients")
-    if min(args.workers, args.clients) < 1 or args.clients > 4 * 365 * 880:
-        parser.error("at least one worker and one client")
+    if min(args.workers, args.clients) < 1 or "bench" not in args.db_name:
+        parser.error("at least one worker and one client; the database name must contain 'bench'")
+    harness.ensure_loopback(args.admin_url)
+    args.server_cpu = None  # one client, one server: nothing to keep apart (harness.uvicorn_argv)
     return args
 
 
@@ -446,37 +365,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = generate(args.workers, args.clients, args.assignments)
     lines = args.workers + args.clients + args.assignments
     started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="silta-bench-import-") as tmp:
-        folder = Path(tmp)
-        if args.profile:
+    procs = Processes()
+    runs: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="silta-bench-import-") as tmp:
+            folder = Path(tmp)
+            if args.profile:
+                for backend in args.backends:
+                    profile(args, backend, body, folder)
+                return 0
+            info = harness.machine_info(args.admin_url, PACKAGES)
             for backend in args.backends:
-                profile(backend, body, folder, args.keep_db, args.top)
-            return 0
-        info = machine()
-        runs: dict[str, Any] = {}
-        for backend in args.backends:
-            runs[f"{backend}:in-process"] = in_process(backend, body, lines, folder, args.keep_db)
-            if args.http:
-                runs[f"{backend}:HTTP"] = over_http(backend, body, lines, folder, args.keep_db)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+                runs[f"{backend}:in-process"] = in_process(args, backend, body, lines, folder)
+                if args.http:
+                    runs[f"{backend}:HTTP"] = over_http(args, procs, backend, body, lines, folder)
+    finally:
+        procs.stop_all()
+    plan = {"workers": args.workers, "clients": args.clients, "assignments": args.assignments}
     report = {
-        "started": started.isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "benchmarks/imports.py", *(argv or sys.argv[1:])]),
+        **harness.report_header("imports", started, __file__),
         "runtime_s": round(time.monotonic() - clock),
-        "plan": {
-            "workers": args.workers,
-            "clients": args.clients,
-            "assignments": args.assignments,
-            "lines": lines,
-            "bytes": len(body),
-        },
+        "plan": {**plan, "lines": lines, "bytes": len(body)},
         "machine": info,
         "runs": runs,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"imports-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS_DIR / f"imports-{stamp}.md").write_text(markdown(report))
-    print(f"wrote benchmarks/results/imports-{stamp}.md and .json")
+    stem = args.out_dir / f"imports-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    print(f"wrote {stem.with_suffix('.md')} and .json")
     return 0
 
 
