@@ -31,18 +31,39 @@ def serve(
     workers: int = 1,
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
 ) -> None:
-    """Migrate (by default) and serve the API with uvicorn."""
+    """Migrate (by default) and serve the API with uvicorn, logging JSON lines to stderr."""
+    import logging
+
     import uvicorn
 
+    from app import logs
+    from app.migrate import upgrade
+
     settings = get_settings()
+    logs.configure(settings.log_level)
+    log = logging.getLogger("silta")
     if migrate_first:
-        migrate()
+        upgrade(settings.sqlalchemy_url)
+        log.info("database at the latest revision")
     if settings.uses_dev_key:
-        typer.echo(
-            "development signing key in use; get a token with:\n  silta token --role coordinator --region 05",
-            err=True,
-        )
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, access_log=False)
+        log.warning("development signing key in use; get a token with: silta token --role coordinator --region 05")
+    if workers > 1:
+        _share_metrics_between_workers(settings.data_dir)
+    # uvicorn keeps our logging (log_config=None); its access log is replaced by app.middleware's line
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers, access_log=False, log_config=None)
+
+
+def _share_metrics_between_workers(data_dir: Path) -> None:
+    """Workers write their counts to files in a fresh folder; a scrape of any worker sums them (app.metrics)."""
+    import os
+
+    from app.metrics import MULTIPROCESS_DIR
+
+    folder = Path(os.environ.get(MULTIPROCESS_DIR) or data_dir / "metrics")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # an earlier run's counts would be added to this one's
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(folder)
 
 
 @cli.command()
@@ -74,7 +95,6 @@ def token(
 def openapi(output: Annotated[str, typer.Option(help="file to write")] = "openapi/openapi.json") -> None:
     """Write the OpenAPI document of the app (committed as openapi/openapi.json)."""
     import json
-    from pathlib import Path
 
     from app.config import Settings
     from app.main import create_app

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import model_validator
+from pydantic import BeforeValidator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ISSUER = "silta-dev"
 DEV_AUDIENCE = "silta"
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+class Rate(NamedTuple):
+    """``requests`` per ``seconds``: a burst of ``requests`` at once, then one every ``seconds / requests``."""
+
+    requests: int
+    seconds: int
+
+
+def parse_rate(value: object) -> Rate | None:
+    """``"30/minute"`` (second, minute, hour, day) or ``"off"``."""
+    if value is None or isinstance(value, Rate):
+        return value
+    text = str(value).strip().lower()
+    if text == "off":
+        return None
+    match = re.fullmatch(r"(\d{1,6})\s*/\s*(second|minute|hour|day)", text)
+    if not match or int(match[1]) < 1:
+        raise ValueError('a rate limit is "<n>/<second|minute|hour|day>" with n >= 1, or "off"')
+    return Rate(int(match[1]), PERIODS[match[2]])
+
+
+RateSetting = Annotated[Rate | None, BeforeValidator(parse_rate)]
 
 
 class Settings(BaseSettings):
@@ -48,6 +73,12 @@ class Settings(BaseSettings):
     audit_access_log: bool = True
     audit_change_log: bool = True  # benchmarks only (the cost of logging); production refuses false
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rate_limit_search: RateSetting = Rate(60, PERIODS["minute"])
+    rate_limit_export: RateSetting = Rate(10, PERIODS["minute"])
+    rate_limit_import: RateSetting = Rate(30, PERIODS["hour"])
+    metrics_gap_seconds: float = 10.0
+
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
         if self.env == "production":
@@ -72,6 +103,11 @@ class Settings(BaseSettings):
         if not 0 <= self.jwt_leeway_seconds <= 30:
             raise ValueError("SILTA_JWT_LEEWAY_SECONDS must be between 0 and 30")
         return self
+
+    def rate_limit(self, endpoint_class: str) -> Rate | None:
+        """The limit of an endpoint class (``search``, ``export``, ``import``); None when it is off."""
+        rate: Rate | None = getattr(self, f"rate_limit_{endpoint_class}")
+        return rate
 
     @property
     def uses_dev_key(self) -> bool:

@@ -1,4 +1,4 @@
-"""Request wiring: the session, the verified caller, pagination parameters."""
+"""Request wiring: the session, the verified caller, rate limits, pagination parameters."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from app.config import Settings
 from app.db import session_scope
 from app.domain.access import PURPOSES, Caller, default_purpose
 from app.errors import NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
+from app.middleware import ROUTE
 from app.security import TokenClaims, verify_token
-from app.services import idempotency, preconditions
+from app.services import idempotency, preconditions, rate_limit
 from app.services.audit import record_access
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageParams
 
@@ -108,6 +109,19 @@ async def refuse_unauthenticated(request: Request) -> None:
     dependant = getattr(request.scope.get("route"), "dependant", None)
     if dependant is not None and any(sub.call is current_caller for sub in dependant.dependencies):
         await _verified_claims(request, await bearer(request))
+
+
+async def rate_limit_guard(request: Request, caller: Annotated[Caller, Depends(current_caller)]) -> None:
+    """Spend one request of the caller's allowance on an expensive endpoint (429 when none is left)."""
+    endpoint_class = rate_limit.LIMITED.get((request.method, request.scope.get("state", {}).get(ROUTE, "")))
+    if endpoint_class is None:
+        return
+    rate = request.app.state.settings.rate_limit(endpoint_class)
+    if rate is None:
+        return
+    async with request.app.state.sessionmaker() as session:
+        now = request.app.state.rate_limit_clock()
+        await rate_limit.admit(session, subject=caller.subject, endpoint_class=endpoint_class, rate=rate, now=now)
 
 
 async def idempotency_guard(

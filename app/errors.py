@@ -19,6 +19,11 @@ class SiltaError(Exception):
             self.code = code
         self.extra = extra
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the answer carries besides the problem body."""
+        return {}
+
 
 class Unauthorized(SiltaError):
     status, code, title = 401, "unauthorized", "Authentication required"
@@ -70,3 +75,15 @@ class ImportRefused(Unprocessable):
 
 class ServiceUnavailable(SiltaError):
     status, code, title = 503, "unavailable", "Service temporarily unavailable"
+
+
+class RateLimited(SiltaError):
+    status, code, title = 429, "rate_limited", "Too many requests; retry after the time given in Retry-After"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry in {retry_after} s")
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,11 +10,12 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
-from app import openapi, problems
+from app import logs, openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller, idempotency_guard
-from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.deps import current_caller, idempotency_guard, rate_limit_guard
+from app.metrics import Metrics
+from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
 from app.routers import (
     assignments,
     audit,
@@ -87,14 +89,21 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.sessionmaker = factory
     app.state.audit_key = audit_key
     app.state.keys = KeyStore(settings, transport=jwks_transport)
+    app.state.rate_limit_clock = time.time  # tests replace it to let a window pass without sleeping
+    app.state.metrics = Metrics(gap_seconds=settings.metrics_gap_seconds)
+    routes = RouteTable()
     problems.install(app)
     openapi.install(app)
     app.include_router(health.router)
-    protected = [Depends(current_caller), Depends(idempotency_guard)]
+    routes.add(health.router.routes)
+    protected = [Depends(current_caller), Depends(rate_limit_guard), Depends(idempotency_guard)]
     for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
+        routes.add(module.router.routes, prefix="/v1")
+    routes.add(app.routes)  # FastAPI's own: /openapi.json, /docs
     app.add_middleware(IdempotencyMiddleware, on_error=problems.of)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
+    app.add_middleware(ObserveMiddleware, routes=routes, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -102,6 +111,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
 def __getattr__(name: str) -> FastAPI:
     """``app.main:app`` is built on first access, so importing this module has no side effects."""
     if name == "app":
+        logs.configure(get_settings().log_level)
         globals()["app"] = create_app()
         return globals()["app"]
     raise AttributeError(name)

@@ -1,16 +1,25 @@
-"""Pure ASGI middleware: request ids and body size limits (no per-request task overhead)."""
+"""Pure ASGI middleware: request ids, metrics and the access line, body size limits (no per-request task overhead)."""
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logs import current_request_id
+from app.metrics import UNMATCHED, Metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
 MAX_BODY = 1024 * 1024
 MAX_IMPORT_BODY = 64 * 1024 * 1024
+ROUTE = "route_template"  # where in scope["state"] the request's route template is kept
+access_log = logging.getLogger("silta.access")
 
 
 class RequestIdMiddleware:
@@ -32,7 +41,72 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = current_request_id.set(request_id)  # every log line of this request carries it
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_request_id.reset(token)
+
+
+class RouteTable:
+    """Finds the route template of a request (``/v1/clients/{client_id}``) without routing it."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, re.Pattern[str], frozenset[str] | None]] = []
+
+    def add(self, routes: Iterable[object], prefix: str = "") -> None:
+        for route in routes:
+            path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+            if isinstance(path, str):
+                self.routes.append((prefix + path, compile_path(prefix + path)[0], frozenset(methods or ()) or None))
+
+    def template(self, method: str, path: str) -> str:
+        """As the router decides: the first route matching path and method, else the first matching the
+        path (it answers 405), else ``unmatched``."""
+        partial = None
+        for template, regex, methods in self.routes:
+            if regex.match(path):
+                if methods is None or method in methods:
+                    return template
+                partial = partial or template
+        return partial or UNMATCHED
+
+
+class ObserveMiddleware:
+    """Times each request, counts it under its route template and writes its access line.
+
+    Runs inside ``RequestIdMiddleware`` (so the line has the request id) and outside the body
+    limit (so refused requests are counted too). The template is kept in ``scope["state"]`` for
+    the rate limiter.
+    """
+
+    def __init__(self, app: ASGIApp, routes: RouteTable, metrics: Metrics) -> None:
+        self.app = app
+        self.routes = routes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        route = self.routes.template(scope["method"], scope["path"])
+        scope.setdefault("state", {})[ROUTE] = route
+        status = 500  # what the server answers if the app fails before it starts an answer
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            seconds = time.perf_counter() - started
+            self.metrics.observe(scope["method"], route, status, seconds)
+            fields = {"method": scope["method"][:10], "route": route, "status": status}
+            access_log.info("request", extra={**fields, "duration_ms": round(seconds * 1000, 2)})
 
 
 class BodyTooLarge(Exception):

@@ -21,6 +21,7 @@ from app.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     ResponsibilityTaken,
     SiltaError,
     Unauthorized,
@@ -31,6 +32,7 @@ from app.models import examples as model_examples
 from app.services.feed import CursorExpired
 from app.services.idempotency import KeyInUse, KeyReused
 from app.services.preconditions import PreconditionFailed, PreconditionRequired
+from app.services.rate_limit import LIMITED
 
 # State-changing calls that take If-Match: 412 when it is stale, 428 when required and missing.
 CONDITIONAL_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
@@ -159,8 +161,8 @@ HEADERS = {
         "schema": {"type": "string", "enum": ["true"]},
     },
     "Retry-After": {
-        "description": "Seconds to wait before retrying `concurrent_update`.",
-        "schema": {"type": "integer"},
+        "description": "Seconds to wait before retrying (`concurrent_update`, `rate_limited`).",
+        "schema": {"type": "integer", "minimum": 1},
     },
     "WWW-Authenticate": {"description": "Always `Bearer`, never a reason.", "schema": {"type": "string"}},
 }
@@ -285,6 +287,8 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
         answers["428"] = _ref("responses", "PreconditionRequired")
     if body:
         answers["413"] = _ref("responses", "PayloadTooLarge")
+    if (method, path) in LIMITED:
+        answers["429"] = _ref("responses", "RateLimited")
     if body or any(parameter_name(p) != "x-request-id" for p in parameters):
         answers["422"] = _problem(
             "The request is not valid (`errors` lists the fields) or breaks a rule of the service (`code` names it).",
@@ -311,12 +315,19 @@ def _responses() -> dict[str, Any]:
         PreconditionRequired, PreconditionRequired.code, "send If-Match with the ETag from your last read"
     )
     too_large = _example(PayloadTooLarge, "payload_too_large", PayloadTooLarge.title)
+    rate_limited = _problem(
+        "The caller (the token's `sub`) has used up its allowance for this kind of endpoint; retry after"
+        " `Retry-After` seconds. Limits per deployment: `SILTA_RATE_LIMIT_SEARCH`, `…_EXPORT`, `…_IMPORT`.",
+        _example(RateLimited, RateLimited.code, "retry in 20 s"),
+    )
+    rate_limited["headers"]["Retry-After"] = _ref("headers", "Retry-After")
     return {
         "Unauthorized": unauthorized,
         "Forbidden": _problem("The caller's role or region may not do this.", forbidden),
         "PreconditionFailed": _problem("If-Match does not match the resource's current ETag.", stale),
         "PreconditionRequired": _problem("This deployment requires If-Match and none was sent.", missing),
         "PayloadTooLarge": _problem("The request body is over 1 MiB (imports: 64 MiB).", too_large),
+        "RateLimited": rate_limited,
     }
 
 

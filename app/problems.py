@@ -52,7 +52,9 @@ def _loc(loc: tuple[Any, ...]) -> list[Any]:
 
 def of(exc: SiltaError) -> JSONResponse:
     """The problem response for one of our errors."""
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _silta_error(_: Request, exc: Exception) -> JSONResponse:

@@ -252,6 +252,10 @@ def silta_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
         "SILTA_DATABASE_URL": database_url(args.admin_url, args.db_name),
         "SILTA_DATA_DIR": str(data_dir),
         "SILTA_ENV": "development",
+        # load runs measure throughput from a handful of subjects, which the rate limits would refuse
+        "SILTA_RATE_LIMIT_SEARCH": "off",
+        "SILTA_RATE_LIMIT_EXPORT": "off",
+        "SILTA_RATE_LIMIT_IMPORT": "off",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 

@@ -31,6 +31,7 @@ ISSUER, AUDIENCE, KID = "https://idp.test", "silta-test", "test-rsa-1"
 PG_ADMIN_URL = os.environ.get("SILTA_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_TEST_DB = os.environ.get("SILTA_TEST_PG_DB", "silta_test")
 MUTABLE_TABLES = [
+    "rate_limit_bucket",
     "webhook_attempt",
     "webhook_delivery",
     "webhook_subscription",

@@ -35,6 +35,7 @@ from app.openapi import (
     WRITES,
     parameter_name,
 )
+from app.services.rate_limit import LIMITED
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = json.loads((ROOT / "openapi" / "openapi.json").read_text())
@@ -114,6 +115,9 @@ def violations(spec: dict[str, Any], method: str, path: str) -> list[str]:
     need(body is not None, "413")
     if key in ROUTE_PROBLEMS:
         need(True, str(ROUTE_PROBLEMS[key].status))
+    need(key in LIMITED, "429")
+    if key in LIMITED and "retry-after" not in {name.lower() for name in responses.get("429", {}).get("headers", {})}:
+        found.append("429: no Retry-After header")
     need(body is not None or any(p["name"].lower() != "x-request-id" for p in parameters), "422")
     wanted = {"x-request-id"}
     wanted |= {"idempotency-key"} if v1 and method == "POST" else set()
@@ -167,7 +171,7 @@ def test_operation_ids_are_unique():
 
 
 def test_every_listed_operation_exists_and_the_single_resources_carry_etags():
-    assert set(operations(SPEC)) >= CONDITIONAL_OPERATIONS | set(CONFLICTS) | set(ROUTE_PROBLEMS)
+    assert set(operations(SPEC)) >= CONDITIONAL_OPERATIONS | set(CONFLICTS) | set(ROUTE_PROBLEMS) | set(LIMITED)
     reads = ETAG_READS & set(operations(SPEC))
     assert reads >= ETAG_READS - {("GET", "/v1/pairs/{pair_id}")}  # that read is being added elsewhere
     for _, path in reads:

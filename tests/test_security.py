@@ -744,6 +744,7 @@ def test_production_with_keys_builds_and_makes_no_dev_key(sec_no_env: pytest.Mon
         database_url="postgresql://silta@db/silta",
         data_dir=tmp_path / "data",
         audit_key_file=tmp_path / "audit-key.pem",
+        identity_key_file=tmp_path / "identity-keys.json",
     )
     assert settings.env == "production"
     assert not settings.uses_dev_key
@@ -760,6 +761,7 @@ def test_production_with_a_jwks_url_builds(sec_no_env: pytest.MonkeyPatch, tmp_p
         jwt_audience=AUD,
         database_url="sqlite:///x.db",
         audit_key_file=tmp_path / "audit-key.pem",
+        identity_key_file=tmp_path / "identity-keys.json",
     )
     assert settings.jwks_url == JWKS_URL
     assert not settings.uses_dev_key
@@ -769,6 +771,7 @@ def test_production_with_a_jwks_url_builds(sec_no_env: pytest.MonkeyPatch, tmp_p
     ("change", "needed"),
     [
         ({"audit_key_file": None}, "SILTA_AUDIT_KEY_FILE"),
+        ({"identity_key_file": None}, "SILTA_IDENTITY_KEY_FILE"),
         ({"audit_access_log": False}, "access and change logs"),
         ({"audit_change_log": False}, "access and change logs"),
     ],
@@ -783,6 +786,7 @@ def test_production_needs_the_audit_key_and_the_access_log(
         "jwt_audience": AUD,
         "database_url": "sqlite:///x.db",
         "audit_key_file": tmp_path / "audit-key.pem",
+        "identity_key_file": tmp_path / "identity-keys.json",
     }
     with pytest.raises(ValidationError, match=needed):
         Settings(**{**complete, **change})

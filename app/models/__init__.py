@@ -5,7 +5,7 @@ from app.models.audit import ChangeEvent
 from app.models.caseload import RegionSettingsVersion
 from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
 from app.models.cost import CostDecision, CostDecisionEvent
-from app.models.integration import FeedEvent, FeedPosition, IdempotencyRecord
+from app.models.integration import FeedEvent, FeedPosition, IdempotencyRecord, RateLimitBucket
 from app.models.pair import WorkPair
 from app.models.region import Municipality, Region
 from app.models.request import CoordinationRequest
@@ -25,6 +25,7 @@ __all__ = [
     "FeedPosition",
     "IdempotencyRecord",
     "Municipality",
+    "RateLimitBucket",
     "Region",
     "RegionSettingsVersion",
     "ResponsibilityPeriod",

@@ -1,4 +1,4 @@
-"""What integrations need besides the domain: idempotency records and the change feed."""
+"""What integrations need besides the domain: idempotency records, the change feed, rate-limit buckets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary
+from sqlalchemy import BigInteger, Column, Double, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 from app.models.common import JSONType, timestamp_field
@@ -31,6 +31,19 @@ class IdempotencyRecord(SQLModel, table=True):
     headers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: dt.datetime = timestamp_field()
+
+
+class RateLimitBucket(SQLModel, table=True):
+    """One caller's use of one endpoint class: when its whole allowance is back (see ``app.services.rate_limit``).
+
+    ``subject`` is the SHA-256 of the token's ``sub``, so the table holds no identifier of a person.
+    """
+
+    __tablename__ = "rate_limit_bucket"
+
+    subject: str = Field(primary_key=True, max_length=64)
+    endpoint_class: str = Field(primary_key=True, max_length=20)
+    refilled_at: float = Field(sa_column=Column(Double, nullable=False))
 
 
 class FeedPosition(SQLModel, table=True):

@@ -1,15 +1,17 @@
-"""Liveness and readiness (no token needed)."""
+"""Liveness, readiness and metrics (no token needed)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.metrics import CONTENT_TYPE
 from app.migrate import head_revision
 
 router = APIRouter(tags=["operations"])
+TEXT = {"type": "string"}
 
 
 @router.get("/healthz")
@@ -33,3 +35,14 @@ async def readyz(request: Request) -> JSONResponse:
             status_code=503,
         )
     return JSONResponse({"status": "ok", "revision": current})
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": TEXT}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests and latencies per route and status class, open and overdue gaps per region."""
+    body = await request.app.state.metrics.scrape(request.app.state.sessionmaker)
+    return Response(body, media_type=CONTENT_TYPE)

@@ -191,6 +191,7 @@ async def end_assignment(
     session: AsyncSession, caller: Caller, assignment_id: uuid.UUID, data: AssignmentEnd
 ) -> AssignmentPublic:
     """End an assignment (its region only); the responsibility's gap opens on the end date."""
+    region = caller.writer_region()  # before the lookup: a role that never writes learns nothing of ids
     assignment = await session.get(Assignment, assignment_id)
     if assignment is None or assignment.retracted_at is not None:
         raise NotFound("assignment not found", code="assignment_not_found")
@@ -199,7 +200,7 @@ async def end_assignment(
     except NotFound:
         raise NotFound("assignment not found", code="assignment_not_found") from None
     await session.refresh(assignment)
-    if caller.writer_region() != assignment.region:
+    if region != assignment.region:
         raise NotResponsible(f"only region {assignment.region} may end this assignment")
     on = today()
     if assignment.valid_to is not None and assignment.valid_to <= on:

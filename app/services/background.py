@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
-from app.services import chain, feed, idempotency
+from app.services import chain, feed, idempotency, rate_limit
 
 log = logging.getLogger("silta")
 Job = Callable[[AsyncSession], Awaitable[object]]
@@ -37,9 +38,10 @@ async def every(factory: async_sessionmaker[AsyncSession], seconds: float, job: 
 
 
 async def housekeeping(session: AsyncSession, settings: Settings) -> None:
-    """Forget idempotency records past 24 h and feed events past the retention window."""
+    """Forget idempotency records past 24 h, feed events past the retention window, and full rate-limit buckets."""
     await idempotency.purge_expired(session)
     await feed.purge(session, dt.timedelta(days=settings.feed_retention_days))
+    await rate_limit.purge(session, now=time.time())
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, case, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +15,7 @@ from app.errors import Forbidden
 from app.models.assignment import ComplianceGap, CompliancePublic, GapPublic
 from app.models.client import Client
 from app.models.common import Responsibility, utcnow
+from app.models.region import Region
 from app.services import state
 from app.services.access import client_for
 from app.services.audit import record_change, snapshot
@@ -140,6 +141,26 @@ async def list_gaps(
         page=page,
     )
     return Page(items=[gap_public(gap, on) for gap in result.items], next_cursor=result.next_cursor)
+
+
+async def count_gaps(session: AsyncSession, *, on: dt.date) -> dict[str, tuple[int, int]]:
+    """Per region (every region, zeros included): its open gaps on ``on`` and how many of them are overdue.
+
+    "Open" as in ``list_gaps``: in force on ``on``, of a client whose aftercare has not ended.
+    """
+    overdue = func.sum(case((col(ComplianceGap.due) < on, 1), else_=0))
+    open_gaps = (
+        select(col(ComplianceGap.region).label("region"), func.count().label("open"), overdue.label("overdue"))
+        .join(Client, col(Client.id) == ComplianceGap.client_id)
+        .where(gap_in_force(on), col(Client.aftercare_end) >= on)
+        .group_by(col(ComplianceGap.region))
+        .subquery()
+    )
+    statement = select(
+        col(Region.code), func.coalesce(open_gaps.c.open, 0), func.coalesce(open_gaps.c.overdue, 0)
+    ).outerjoin(open_gaps, open_gaps.c.region == col(Region.code))
+    rows = (await session.exec(statement)).all()
+    return {code: (int(opened), int(late)) for code, opened, late in rows}
 
 
 async def client_compliance(

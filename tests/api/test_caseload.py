@@ -242,7 +242,8 @@ async def _generate(app, *, workers: int, clients: int) -> None:
         client_rows.append(
             {
                 "id": key(client_id),
-                "pid": f"gen-{n}",
+                "pid": f"gen-{n}",  # a placeholder hash: the reports never open an identity code
+                "sealed": b"",
                 "level": ("standard", "enhanced", "special")[n % 3],
                 "start": start,
                 "end": end,
@@ -279,9 +280,10 @@ async def _generate(app, *, workers: int, clients: int) -> None:
         )
         await conn.execute(
             text(
-                "INSERT INTO client (id, personal_id, first_name, last_name, birth_date, support_level,"
-                " address_protection, aftercare_start, aftercare_end, version, created_at, updated_at)"
-                " VALUES (:id, :pid, 'G', 'G', '2005-01-01', :level, false, :start, :end, 1, :now, :now)"
+                "INSERT INTO client (id, personal_id_hash, personal_id_cipher, personal_id_key, first_name, last_name,"
+                " birth_date, support_level, address_protection, aftercare_start, aftercare_end, version, created_at,"
+                " updated_at) VALUES (:id, :pid, :sealed, 'none', 'G', 'G', '2005-01-01', :level, false, :start, :end,"
+                " 1, :now, :now)"
             ),
             client_rows,
         )
