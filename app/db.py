@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -141,19 +141,40 @@ class OuterTransaction:
     service only releases a savepoint (its change entry is still written by that commit) and
     nothing is durable until ``commit()`` here. Idempotent requests use it to store their
     response with their effect; imports use it to apply a whole file or nothing.
+
+    ``savepoints=False`` saves the two statements per commit for work that is all or nothing
+    anyway: a service's commit then only flushes (and writes its change entry), and any
+    ``session.rollback()`` rolls back the whole transaction.
+
+    ``within``: a connection already in a transaction (an idempotent request's). The work then
+    runs in a savepoint of it: ``commit()`` releases the savepoint, ``rollback()`` rolls back to
+    it, and the connection's own transaction decides what becomes durable.
     """
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        savepoints: bool = True,
+        within: AsyncConnection | None = None,
+    ) -> None:
         self.factory = factory
+        self.join_mode: Literal["create_savepoint", "rollback_only"] = (
+            "create_savepoint" if savepoints else "rollback_only"
+        )
+        self.borrowed = within
         self.connection: AsyncConnection | None = None
         self.transaction: AsyncTransaction | None = None
         self.session: AsyncSession | None = None
 
     async def begin(self) -> AsyncSession:
-        engine = self.factory.kw["bind"]
-        self.connection = await engine.connect()
-        self.transaction = await self.connection.begin()
-        self.session = self.factory(bind=self.connection, join_transaction_mode="create_savepoint")
+        if self.borrowed is not None:
+            self.connection = self.borrowed
+            self.transaction = await self.connection.begin_nested()
+        else:
+            self.connection = await self.factory.kw["bind"].connect()
+            self.transaction = await self.connection.begin()
+        self.session = self.factory(bind=self.connection, join_transaction_mode=self.join_mode)
         return self.session
 
     @property
@@ -185,6 +206,6 @@ class OuterTransaction:
                 raise
             log.warning("database connection lost while rolling back: discarded")
         finally:
-            if self.connection is not None:
+            if self.connection is not None and self.borrowed is None:
                 await self.connection.close()
             self.session = self.transaction = self.connection = None

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
@@ -35,6 +36,33 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     call = idempotency.IdempotentCall(request.app.state.sessionmaker, key)
     request.scope.setdefault("state", {})[idempotency.STATE] = call  # the middleware ends it
     yield await call.begin()
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For services that manage their own transactions (imports)."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return factory
+
+
+def idempotent_connection(request: Request) -> AsyncConnection | None:
+    """The connection of the request's idempotent transaction (it has an Idempotency-Key), else None.
+
+    Work that manages its own transactions (imports) runs inside it, so that its effect and the
+    stored answer still commit together.
+    """
+    call = request.scope.get("state", {}).get(idempotency.STATE)
+    return call.outer.connection if call is not None else None
+
+
+JSON_LINES = frozenset({"application/x-ndjson", "application/jsonl"})
+
+
+async def json_lines_body(request: Request) -> bytes:
+    """The raw body of a JSON Lines upload; any other content type is 415."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in JSON_LINES:
+        raise UnsupportedMediaType(f"send the file as {' or '.join(sorted(JSON_LINES))}")
+    return await request.body()
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -215,3 +243,6 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 Pagination = Annotated[PageParams, Depends(page_params)]
 AccessLogDep = Annotated[AccessLog, Depends(get_access_log)]
 ConditionalDep = Annotated[Conditional, Depends(Conditional)]
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+IdempotentConnection = Annotated[AsyncConnection | None, Depends(idempotent_connection)]
+JsonLinesBody = Annotated[bytes, Depends(json_lines_body)]

@@ -69,6 +69,10 @@ class UnsupportedMediaType(SiltaError):
     status, code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
+class ImportRefused(Unprocessable):
+    code, title = "import_refused", "The import was refused: nothing was stored"
+
+
 class ServiceUnavailable(SiltaError):
     status, code, title = 503, "unavailable", "Service temporarily unavailable"
 

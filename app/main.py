@@ -26,6 +26,7 @@ from app.routers import (
     costs,
     events,
     health,
+    imports,
     pairs,
     regions,
     webhooks,
@@ -51,6 +52,7 @@ ROUTERS = (
     audit,
     events,
     webhooks,
+    imports,
 )
 
 

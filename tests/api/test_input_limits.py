@@ -352,10 +352,12 @@ async def test_body_values_past_their_bounds_are_refused(http, app, world, calle
 
 @pytest.mark.parametrize(("method", "path", "operation"), WITH_BOUNDED_PARAMETERS, ids=ids(WITH_BOUNDED_PARAMETERS))
 async def test_parameters_past_their_bounds_are_refused(http, app, world, caller, method, path, operation):
+    declared = list(operation.get("requestBody", {}).get("content", {}))
+    headers = {**caller, "content-type": declared[0]} if declared and JSON_BODY not in declared else caller
     for where, name, what, value in parameter_cases(operation):
         params = {**required_query(operation), **({name: value} if where == "query" else {})}
         target = url(path, {**world, **({name: str(value)} if where == "path" else {})})
-        problem = await refused(http, app, method, target, 422, "validation_error", params=params, headers=caller)
+        problem = await refused(http, app, method, target, 422, "validation_error", params=params, headers=headers)
         assert named(problem, [where, name]), f"{name}: {what}: {problem}"
 
 
