@@ -33,6 +33,7 @@ def serve(
 ) -> None:
     """Migrate (by default) and serve the API with uvicorn, logging JSON lines to stderr."""
     import logging
+    import signal
 
     import uvicorn
 
@@ -49,8 +50,26 @@ def serve(
         log.warning("development signing key in use; get a token with: silta token --role coordinator --region 05")
     if workers > 1:
         _share_metrics_between_workers(settings.data_dir)
+    # On SIGTERM/SIGINT uvicorn stops accepting, lets the requests in flight finish (for at most
+    # the grace period), shuts the app down, then re-raises the signal. A stop that was asked for
+    # and done is a success: exit 0 rather than die of the re-raised signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _stopped)
     # uvicorn keeps our logging (log_config=None); its access log is replaced by app.middleware's line
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, access_log=False, log_config=None)
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+
+
+def _stopped(_signal: int, _frame: Any) -> None:
+    """Uvicorn re-raises the signal once it has shut down (or it came before uvicorn took over)."""
+    raise SystemExit(0)
 
 
 def _share_metrics_between_workers(data_dir: Path) -> None:
@@ -104,6 +123,57 @@ def openapi(output: Annotated[str, typer.Option(help="file to write")] = "openap
     typer.echo(f"wrote {output}")
 
 
+@cli.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="a JSON Lines file")],
+    region: Annotated[str, typer.Option(help="the region imported into, e.g. 05")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check every line, store nothing")] = False,
+    atomic: Annotated[bool, typer.Option("--atomic/--no-atomic", help="all lines or none")] = True,
+    source_system: Annotated[str | None, typer.Option(help="for lines naming no source_system")] = None,
+) -> None:
+    """Import FILE into the configured database, as POST /v1/imports does; print the report as JSON.
+
+    The caller is ``cli:<os user>``, a system and coordinator of REGION (workers need a coordinator).
+    Exit 0 when every line was fine, 1 when a line failed (see ``errors``), 2 when the file was refused.
+    """
+    import asyncio
+    import getpass
+    import json
+    import re
+
+    from app.domain.access import COORDINATOR, SYSTEM, Caller
+    from app.errors import ImportRefused, SiltaError
+
+    if not re.fullmatch(r"\d{2}", region):
+        raise typer.BadParameter("a two-digit region code, e.g. 05", param_hint="--region")
+    caller = Caller(
+        subject=f"cli:{getpass.getuser()}",
+        roles=frozenset({SYSTEM, COORDINATOR}),
+        region=region,
+        client_system=source_system,
+    )
+    try:
+        report = asyncio.run(_import(caller, file.read_bytes(), dry_run=dry_run, atomic=atomic, system=source_system))
+    except ImportRefused as refused:
+        answer = {"code": refused.code, "detail": refused.detail, **refused.extra}
+        typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+        raise typer.Exit(1) from None
+    except SiltaError as error:
+        typer.echo(f"{error.code}: {error.detail}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(report.model_dump_json(indent=2))
+    if report.failed:
+        raise typer.Exit(1)
+
+
+async def _import(caller: Any, body: bytes, *, dry_run: bool, atomic: bool, system: str | None) -> Any:
+    from app.services.imports import import_file as run
+
+    settings = get_settings()
+    async with _audited_sessions() as factory:
+        return await run(factory, caller, body, settings=settings, dry_run=dry_run, atomic=atomic, source_system=system)
+
+
 audit = typer.Typer(help="The tamper-evident audit chain.", no_args_is_help=True)
 cli.add_typer(audit, name="audit")
 
@@ -112,15 +182,16 @@ cli.add_typer(audit, name="audit")
 async def _audited_sessions() -> AsyncIterator[Any]:
     """Sessions like the service's own (writes are change-logged, reads access-logged)."""
     from app.db import make_engine, make_sessionmaker
-    from app.services.audit import MAC_KEY, AuditedSession, AuditKey
+    from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
     from app.services.vault import VAULT, Vault
 
     settings = get_settings()
     engine = make_engine(settings)
     key = AuditKey(settings.audit_key_path, create=settings.audit_key_file is None)
     vault = Vault(settings.identity_key_path, create=settings.identity_key_file is None)
+    info = {MAC_KEY: key, VAULT: vault, NO_CHANGE_LOG: not settings.audit_change_log}
     try:
-        yield make_sessionmaker(engine, sync_session_class=AuditedSession, info={MAC_KEY: key, VAULT: vault})
+        yield make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
     finally:
         await engine.dispose()
 

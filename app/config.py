@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     db_pool_size: int = 20
     db_max_overflow: int = 10
+    shutdown_grace_seconds: int = 20
 
     jwt_issuer: str | None = None
     jwt_audience: str | None = None

@@ -6,11 +6,13 @@ The API is async (asyncpg / aiosqlite); Alembic and the CLI use the sync drivers
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -23,7 +25,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 
+log = logging.getLogger("silta")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_SECONDS = 5  # a request waits at most this long for an unreachable database
 
 
 def is_sqlite(url: str) -> bool:
@@ -62,6 +66,20 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _connect_or_unavailable(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+    """Report a database that cannot be reached as the driver's OperationalError.
+
+    asyncpg raises plain ``OSError``s (refused, timed out) when it cannot connect, and SQLAlchemy
+    passes those through unwrapped (sqlalchemy#11956), so they would surface as a 500 and slip
+    past ``/readyz``. As an OperationalError they become SQLAlchemy's, like any other database
+    failure: 503 ``unavailable`` (app.problems), and the pool simply tries again next time.
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:  # TimeoutError and socket.gaierror included
+        raise dialect.loaded_dbapi.OperationalError(f"database unreachable: {exc!r}", exc) from exc
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     """The async engine for the configured database."""
     url = settings.sqlalchemy_url
@@ -73,12 +91,15 @@ def make_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=True,  # after a database restart, dead pooled connections are replaced, not used
+        connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS},
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
 
 
 def make_sessionmaker(
@@ -96,9 +117,21 @@ def make_sessionmaker(
 
 
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One session per request; services commit, this only closes (rolling back leftovers)."""
-    async with factory() as session:
+    """One session per request; services commit, this only closes (rolling back leftovers).
+
+    Closing runs after the answer was sent. If the database connection broke meanwhile (the
+    database restarted), rolling back fails; the connection is then discarded — the database
+    rolls back on its own — instead of the error cutting off the HTTP connection as well.
+    """
+    session = factory()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except SQLAlchemyError:
+            log.warning("database connection lost while ending a request's session: discarded")
+            await session.invalidate()
 
 
 class OuterTransaction:
@@ -108,19 +141,40 @@ class OuterTransaction:
     service only releases a savepoint (its change entry is still written by that commit) and
     nothing is durable until ``commit()`` here. Idempotent requests use it to store their
     response with their effect; imports use it to apply a whole file or nothing.
+
+    ``savepoints=False`` saves the two statements per commit for work that is all or nothing
+    anyway: a service's commit then only flushes (and writes its change entry), and any
+    ``session.rollback()`` rolls back the whole transaction.
+
+    ``within``: a connection already in a transaction (an idempotent request's). The work then
+    runs in a savepoint of it: ``commit()`` releases the savepoint, ``rollback()`` rolls back to
+    it, and the connection's own transaction decides what becomes durable.
     """
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        savepoints: bool = True,
+        within: AsyncConnection | None = None,
+    ) -> None:
         self.factory = factory
+        self.join_mode: Literal["create_savepoint", "rollback_only"] = (
+            "create_savepoint" if savepoints else "rollback_only"
+        )
+        self.borrowed = within
         self.connection: AsyncConnection | None = None
         self.transaction: AsyncTransaction | None = None
         self.session: AsyncSession | None = None
 
     async def begin(self) -> AsyncSession:
-        engine = self.factory.kw["bind"]
-        self.connection = await engine.connect()
-        self.transaction = await self.connection.begin()
-        self.session = self.factory(bind=self.connection, join_transaction_mode="create_savepoint")
+        if self.borrowed is not None:
+            self.connection = self.borrowed
+            self.transaction = await self.connection.begin_nested()
+        else:
+            self.connection = await self.factory.kw["bind"].connect()
+            self.transaction = await self.connection.begin()
+        self.session = self.factory(bind=self.connection, join_transaction_mode=self.join_mode)
         return self.session
 
     @property
@@ -144,7 +198,14 @@ class OuterTransaction:
             await self.close_session()
             if self.transaction is not None and self.transaction.is_active:
                 await (self.transaction.commit() if commit else self.transaction.rollback())
-        finally:
+        except SQLAlchemyError:
+            # the connection broke (the database restarted): nothing was kept, so drop it unused
             if self.connection is not None:
+                await self.connection.invalidate()
+            if commit:
+                raise
+            log.warning("database connection lost while rolling back: discarded")
+        finally:
+            if self.connection is not None and self.borrowed is None:
                 await self.connection.close()
             self.session = self.transaction = self.connection = None

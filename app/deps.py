@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import session_scope
 from app.domain.access import PURPOSES, Caller, default_purpose
-from app.errors import NotFound, Unauthorized, ValidationFailed
+from app.errors import NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
 from app.middleware import ROUTE
 from app.security import TokenClaims, verify_token
 from app.services import idempotency, preconditions, rate_limit
@@ -35,6 +36,33 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     call = idempotency.IdempotentCall(request.app.state.sessionmaker, key)
     request.scope.setdefault("state", {})[idempotency.STATE] = call  # the middleware ends it
     yield await call.begin()
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For services that manage their own transactions (imports)."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return factory
+
+
+def idempotent_connection(request: Request) -> AsyncConnection | None:
+    """The connection of the request's idempotent transaction (it has an Idempotency-Key), else None.
+
+    Work that manages its own transactions (imports) runs inside it, so that its effect and the
+    stored answer still commit together.
+    """
+    call = request.scope.get("state", {}).get(idempotency.STATE)
+    return call.outer.connection if call is not None else None
+
+
+JSON_LINES = frozenset({"application/x-ndjson", "application/jsonl"})
+
+
+async def json_lines_body(request: Request) -> bytes:
+    """The raw body of a JSON Lines upload; any other content type is 415."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in JSON_LINES:
+        raise UnsupportedMediaType(f"send the file as {' or '.join(sorted(JSON_LINES))}")
+    return await request.body()
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -106,6 +134,40 @@ async def idempotency_guard(
     if call is not None:
         body = await request.body()
         await call.claim(caller.subject, request.method, request.url.path, request.url.query, body)
+
+
+JSON = "application/json"
+
+
+def body_media_types(route: object) -> frozenset[str]:
+    """The media types a route's request body may have: those its OpenAPI request body declares
+    (``openapi_extra``, e.g. JSON Lines for imports), else its body parameter's; empty without a body."""
+    extra = getattr(route, "openapi_extra", None) or {}
+    declared = (extra.get("requestBody") or {}).get("content")
+    if declared:
+        return frozenset(declared)
+    body = getattr(route, "body_field", None)
+    return frozenset({getattr(body.field_info, "media_type", JSON)}) if body is not None else frozenset()
+
+
+def _takes(accepted: frozenset[str], content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    is_json = media_type == JSON or (media_type.startswith("application/") and media_type.endswith("+json"))
+    return media_type in accepted or (JSON in accepted and is_json)
+
+
+def _has_body(request: Request) -> bool:
+    """A non-zero Content-Length or a chunked body (BodyLimitMiddleware has refused a non-numeric length)."""
+    length = request.headers.get("content-length", "0")
+    return length.lstrip("0") != "" or "transfer-encoding" in request.headers
+
+
+async def media_type_guard(request: Request) -> None:
+    """415 for a body whose Content-Type the route does not take (JSON, charset allowed, unless the route
+    declares others); a request without a body (a bare POST like a confirmation) needs none."""
+    accepted = body_media_types(request.scope.get("route"))
+    if accepted and _has_body(request) and not _takes(accepted, request.headers.get("content-type", "")):
+        raise UnsupportedMediaType(f"send the body as {' or '.join(sorted(accepted))}")
 
 
 def page_params(
@@ -181,3 +243,6 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 Pagination = Annotated[PageParams, Depends(page_params)]
 AccessLogDep = Annotated[AccessLog, Depends(get_access_log)]
 ConditionalDep = Annotated[Conditional, Depends(Conditional)]
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+IdempotentConnection = Annotated[AsyncConnection | None, Depends(idempotent_connection)]
+JsonLinesBody = Annotated[bytes, Depends(json_lines_body)]

@@ -65,6 +65,14 @@ class PayloadTooLarge(SiltaError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 
 
+class UnsupportedMediaType(SiltaError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class ImportRefused(Unprocessable):
+    code, title = "import_refused", "The import was refused: nothing was stored"
+
+
 class ServiceUnavailable(SiltaError):
     status, code, title = 503, "unavailable", "Service temporarily unavailable"
 

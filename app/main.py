@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from app import logs, openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller, idempotency_guard, rate_limit_guard
+from app.deps import current_caller, idempotency_guard, media_type_guard, rate_limit_guard
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
 from app.routers import (
@@ -26,6 +26,7 @@ from app.routers import (
     costs,
     events,
     health,
+    imports,
     pairs,
     regions,
     webhooks,
@@ -51,6 +52,7 @@ ROUTERS = (
     audit,
     events,
     webhooks,
+    imports,
 )
 
 
@@ -94,7 +96,13 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     openapi.install(app)
     app.include_router(health.router)
     routes.add(health.router.routes)
-    protected = [Depends(current_caller), Depends(rate_limit_guard), Depends(idempotency_guard)]
+    # a body of the wrong type is refused before it spends the caller's rate limit
+    protected = [
+        Depends(current_caller),
+        Depends(media_type_guard),
+        Depends(rate_limit_guard),
+        Depends(idempotency_guard),
+    ]
     for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
         routes.add(module.router.routes, prefix="/v1")

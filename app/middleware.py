@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +21,11 @@ MAX_BODY = 1024 * 1024
 MAX_IMPORT_BODY = 64 * 1024 * 1024
 ROUTE = "route_template"  # where in scope["state"] the request's route template is kept
 access_log = logging.getLogger("silta.access")
+
+
+def body_limit(path: str) -> int:
+    """The largest request body accepted on ``path``, in bytes."""
+    return MAX_IMPORT_BODY if path.startswith("/v1/imports") else MAX_BODY
 
 
 class RequestIdMiddleware:
@@ -109,8 +115,12 @@ class ObserveMiddleware:
             access_log.info("request", extra={**fields, "duration_ms": round(seconds * 1000, 2)})
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` past the limit: an HTTPException, so that FastAPI, reading the body
+    of a request without (or with a false) Content-Length, passes it on instead of answering 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class BodyLimitMiddleware:
@@ -124,7 +134,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = MAX_IMPORT_BODY if scope["path"].startswith("/v1/imports") else MAX_BODY
+        limit = body_limit(scope["path"])
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await self.on_too_large(scope, receive, send)

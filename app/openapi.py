@@ -25,6 +25,7 @@ from app.errors import (
     ResponsibilityTaken,
     SiltaError,
     Unauthorized,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from app.middleware import REQUEST_ID
@@ -304,6 +305,7 @@ def _add_problems(method: str, path: str, operation: dict[str, Any], schemas: di
     if body:
         answers["400"] = _ref("responses", "BadRequest")
         answers["413"] = _ref("responses", "PayloadTooLarge")
+        answers["415"] = _ref("responses", "UnsupportedMediaType")
     if (method, path) in LIMITED:
         answers["429"] = _ref("responses", "RateLimited")
     if body or any(parameter_name(p) != "x-request-id" for p in parameters):
@@ -332,6 +334,7 @@ def _responses() -> dict[str, Any]:
         PreconditionRequired, PreconditionRequired.code, "send If-Match with the ETag from your last read"
     )
     too_large = _example(PayloadTooLarge, "payload_too_large", PayloadTooLarge.title)
+    wrong_type = _example(UnsupportedMediaType, UnsupportedMediaType.code, "send the body as application/json")
     unreadable = _example(SiltaError, SiltaError.code, SiltaError.title)
     rate_limited = _problem(
         "The caller (the token's `sub`) has used up its allowance for this kind of endpoint; retry after"
@@ -350,6 +353,11 @@ def _responses() -> dict[str, Any]:
         "PreconditionFailed": _problem("If-Match does not match the resource's current ETag.", stale),
         "PreconditionRequired": _problem("This deployment requires If-Match and none was sent.", missing),
         "PayloadTooLarge": _problem("The request body is over 1 MiB (imports: 64 MiB).", too_large),
+        "UnsupportedMediaType": _problem(
+            "The body's Content-Type is none of the request body's media types (JSON: `application/json` or"
+            " `application/*+json`, any charset).",
+            wrong_type,
+        ),
         "RateLimited": rate_limited,
     }
 

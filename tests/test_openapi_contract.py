@@ -116,6 +116,7 @@ def violations(spec: dict[str, Any], method: str, path: str) -> list[str]:
     need(key in CONDITIONAL_OPERATIONS, "428")
     need(body is not None, "400")
     need(body is not None, "413")
+    need(body is not None, "415")
     if key in ROUTE_PROBLEMS:
         need(True, str(ROUTE_PROBLEMS[key].status))
     need(key in LIMITED, "429")

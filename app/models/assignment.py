@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from app.models import examples as ex
-from app.models.common import InputModel, Responsibility, UTCDateTime, enum_check, new_id, timestamp_field
+from app.models.common import Day, InputModel, Responsibility, UTCDateTime, enum_check, new_id, timestamp_field
 
 
 class Assignment(SQLModel, table=True):
@@ -52,14 +52,12 @@ class AssignmentCreate(InputModel):
     worker_id: uuid.UUID | Literal["suggested"] = Field(
         description='a worker of the caller\'s region, or "suggested": the eligible one with the most room'
     )
-    start_date: dt.date | None = None
+    start_date: Day | None = None
 
 
 class AssignmentEnd(InputModel):
     model_config = ex.config(ex.ASSIGNMENT_END)
-    end_date: dt.date | None = Field(
-        default=None, description="First day the worker no longer holds it (default: today)"
-    )
+    end_date: Day | None = Field(default=None, description="First day the worker no longer holds it (default: today)")
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -12,6 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from app.models import examples as ex
 from app.models.common import (
+    Day,
     InputModel,
     MunicipalityCode,
     RegionCode,
@@ -124,7 +125,7 @@ class ClientCreate(ResidenceIn, InputModel):
     last_name: str = Field(min_length=1, max_length=100)
     organising_region: RegionCode
     address_protection: StrictBool = False
-    aftercare_start: dt.date
+    aftercare_start: Day
     support_level: SupportLevel = SupportLevel.standard
     external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=20)
 
@@ -147,19 +148,19 @@ class ClientSearch(InputModel):
 
 class MoveCreate(ResidenceIn, InputModel):
     model_config = ex.config(ex.MOVE_CREATE)
-    effective_date: dt.date
+    effective_date: Day
 
 
 class OrganisingTransferCreate(InputModel):
     model_config = ex.config(ex.ORGANISING_TRANSFER_CREATE)
     to_region: RegionCode
-    effective_date: dt.date
+    effective_date: Day
     reason: str = Field(min_length=1, max_length=2000)
 
 
 class ClientEnd(InputModel):
     model_config = ex.config(ex.CLIENT_END)
-    end_date: dt.date
+    end_date: Day
     reason: str = Field(min_length=1, max_length=500)
 
 

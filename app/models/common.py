@@ -8,7 +8,8 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import Field as PydanticField
 from sqlalchemy import JSON, DateTime, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -28,6 +29,38 @@ MunicipalityCode = Annotated[str, StringConstraints(pattern=r"^\d{3}$")]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id or position is no row of ours
+
+# Every date and timestamp a caller sends lies in this range: no year 0001 or 9999 reaches a
+# calculation (a due date, a conversion to UTC) or the database.
+EARLIEST_DATE, LATEST_DATE = dt.date(1900, 1, 1), dt.date(2100, 12, 31)
+EARLIEST_MOMENT = dt.datetime.combine(EARLIEST_DATE, dt.time.min, dt.UTC)
+LATEST_MOMENT = dt.datetime.combine(LATEST_DATE, dt.time.max, dt.UTC)
+
+
+def _between(low: dt.date, high: dt.date, what: str) -> Any:
+    """Bounds for a date or timestamp, also stated in the OpenAPI schema (``formatMinimum``/``formatMaximum``)."""
+    shown = [value.isoformat().replace("+00:00", "Z") for value in (low, high)]
+    return PydanticField(
+        ge=low,
+        le=high,
+        description=f"{what} between {shown[0]} and {shown[1]}",
+        json_schema_extra={"formatMinimum": shown[0], "formatMaximum": shown[1]},
+    )
+
+
+Day = Annotated[dt.date, _between(EARLIEST_DATE, LATEST_DATE, "a date")]
+
+
+def _utc_if_naive(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+Moment = Annotated[
+    dt.datetime,
+    _between(EARLIEST_MOMENT, LATEST_MOMENT, "an RFC 3339 timestamp (UTC without offset)"),
+    AfterValidator(_utc_if_naive),
+]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

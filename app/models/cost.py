@@ -14,11 +14,13 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import Field as PydanticField
+from pydantic import WithJsonSchema
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.models import examples as ex
 from app.models.common import (
+    Day,
     DecisionStatus,
     InputModel,
     RegionCode,
@@ -29,7 +31,18 @@ from app.models.common import (
     timestamp_field,
 )
 
-Euros = Annotated[Decimal, PydanticField(ge=0, max_digits=12, decimal_places=2)]
+Euros = Annotated[
+    Decimal,
+    PydanticField(ge=0, le=Decimal("9999999999.99"), max_digits=12, decimal_places=2),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 9999999999.99},
+                {"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$"},
+            ]
+        }
+    ),
+]
 
 
 class CostDecision(SQLModel, table=True):
@@ -88,8 +101,8 @@ class CostDecisionCreate(InputModel):
     service_type: ServiceType
     payer_region: RegionCode
     payer_service: Service
-    valid_from: dt.date
-    valid_to: dt.date | None = Field(default=None, description="First day no longer covered (open-ended when null)")
+    valid_from: Day
+    valid_to: Day | None = Field(default=None, description="First day no longer covered (open-ended when null)")
     legal_basis: str = Field(min_length=1, max_length=2000)
     legal_basis_code: str | None = Field(default=None, min_length=1, max_length=100)
     reference: str | None = Field(default=None, min_length=1, max_length=200)

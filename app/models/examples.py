@@ -124,6 +124,28 @@ CHECKPOINT_CHECK = {
     ".MEUCIQDx1c2Vk"
 }
 
+# Imports: a JSON Lines file, one of these per line (the worker's region defaults to the caller's)
+
+IMPORT_WORKER_LINE = {
+    "type": "worker",
+    "source_system": "pegasos-varha",
+    **{key: WORKER_CREATE[key] for key in ("external_id", "name", "role", "service", "email")},
+}
+IMPORT_CLIENT_LINE = {
+    "type": "client",
+    "source_system": "pegasos-varha",
+    "external_id": "A-20931",
+    **{key: value for key, value in CLIENT_CREATE.items() if key != "external_ids"},
+}
+IMPORT_ASSIGNMENT_LINE = {
+    "type": "assignment",
+    "source_system": "pegasos-varha",
+    "client_external_id": "A-20931",
+    "worker_external_id": "T-4411",
+    "responsibility": "organising",
+    "start_date": "2026-09-01",
+}
+
 # Answers
 
 CLIENT_PUBLIC = {
@@ -260,3 +282,21 @@ WEBHOOK_PUBLIC = {
     "created_by": "pegasos-varha-integration",
 }
 MUNICIPALITY_PUBLIC = {"code": "837", "name_fi": "Tampere", "region": "08", "classification_year": 2025}
+IMPORT_REPORT = {
+    "dry_run": False,
+    "atomic": True,
+    "applied": True,
+    "lines": 3,
+    "created": 2,
+    "unchanged": 1,
+    "updated": 0,
+    "failed": 0,
+    "errors": [],
+}
+IMPORT_REFUSED = {
+    **IMPORT_REPORT,
+    "applied": False,
+    "unchanged": 0,
+    "failed": 1,
+    "errors": [{"line": 3, "code": "worker_not_found", "detail": "region 05 has no worker with external id T-4412"}],
+}

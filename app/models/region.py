@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import StrictInt, field_validator
+from pydantic import Field as PydanticField
+from pydantic import StrictInt
 from sqlalchemy import CheckConstraint, Column
 from sqlmodel import Field, SQLModel
 
 from app.models import examples as ex
-from app.models.common import InputModel, JSONType, WorkerRole, timestamp_field
+from app.models.common import InputModel, JSONType, SupportLevel, WorkerRole, timestamp_field
 
 DEFAULT_CASELOAD_TARGETS = {"social_worker": 50, "counsellor": 25, "special_counsellor": 25}
 DEFAULT_CASELOAD_WEIGHTS = {"standard": 1.0, "enhanced": 1.5, "special": 2.0}
+CaseloadTarget = Annotated[StrictInt, PydanticField(ge=1, le=1000, description="clients per worker at 100 %")]
+CaseloadWeight = Annotated[float, PydanticField(gt=0, le=10, allow_inf_nan=False)]
 
 
 class RegionSettings(SQLModel):
@@ -55,27 +58,8 @@ class RegionSettingsUpdate(InputModel):
     model_config = ex.config(ex.REGION_SETTINGS_UPDATE)
     grace_days: StrictInt | None = Field(default=None, ge=0, le=365)
     aftercare_end_age: StrictInt | None = Field(default=None, ge=23, le=25)
-    caseload_targets: dict[WorkerRole, StrictInt] | None = None
-    caseload_weights: dict[str, float] | None = None
-
-    @field_validator("caseload_targets")
-    @classmethod
-    def _targets_positive(cls, value: dict[WorkerRole, int] | None) -> dict[WorkerRole, int] | None:
-        if value is not None and any(not 1 <= target <= 1000 for target in value.values()):
-            raise ValueError("caseload targets must be between 1 and 1000")
-        return value
-
-    @field_validator("caseload_weights")
-    @classmethod
-    def _weights_known(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        if value is None:
-            return value
-        unknown = set(value) - set(DEFAULT_CASELOAD_WEIGHTS)
-        if unknown:
-            raise ValueError(f"unknown support levels: {', '.join(sorted(unknown))}")
-        if any(not 0 < weight <= 10 for weight in value.values()):
-            raise ValueError("weights must be above 0 and at most 10")
-        return value
+    caseload_targets: dict[WorkerRole, CaseloadTarget] | None = None
+    caseload_weights: dict[SupportLevel, CaseloadWeight] | None = None
 
 
 class Municipality(SQLModel, table=True):

@@ -11,6 +11,7 @@ from sqlmodel import Field, SQLModel
 
 from app.models import examples as ex
 from app.models.common import (
+    Day,
     InputModel,
     JSONType,
     RegionCode,
@@ -73,7 +74,7 @@ class CoordinationRequestCreate(InputModel):
     client_id: uuid.UUID
     to_region: RegionCode
     kind: RequestKind
-    due_date: dt.date | None = Field(default=None, description="Default: today plus the receiver's grace days")
+    due_date: Day | None = Field(default=None, description="Default: today plus the receiver's grace days")
     message: str = Field(default="", max_length=4000)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from fastapi import APIRouter
 
 from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.assignment import AssignmentCreate, AssignmentEnd, AssignmentPublic
-from app.models.common import PageOut
+from app.models.common import Day, PageOut
 from app.services import assignments as service
 
 router = APIRouter(tags=["assignments"])
@@ -30,7 +29,7 @@ async def list_assignments(
     caller: CurrentCaller,
     log: AccessLogDep,
     page: Pagination,
-    as_of: dt.date | None = None,
+    as_of: Day | None = None,
 ) -> PageOut[AssignmentPublic]:
     """The client's assignments (those in force on ``as_of`` when given), oldest first."""
     result = await service.list_assignments(session, caller, client_id, as_of=as_of, page=page)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -24,7 +23,7 @@ from app.models.audit import (
     DisclosurePublic,
     VerifyReport,
 )
-from app.models.common import PageOut
+from app.models.common import Moment, PageOut
 from app.security import AUDIT_KID, public_jwks
 from app.services import audit_queries as queries
 from app.services import chain
@@ -47,8 +46,8 @@ async def audit_changes(
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
     entity_type: Annotated[str | None, Query(max_length=40)] = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
 ) -> PageOut[ChangeEntryPublic]:
     """Change entries, newest first: one per write, with every entity it changed."""
     filters = queries.LogFilter(client_id=client_id, actor=actor, since=since, until=until)
@@ -68,8 +67,8 @@ async def audit_access(
     actor: Annotated[str | None, Query(max_length=200)] = None,
     region: Region = None,
     purpose: Annotated[str | None, Query(max_length=30)] = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
 ) -> PageOut[AccessEntryPublic]:
     """Access entries (käyttöloki), newest first: who was shown which clients, where, and why."""
     filters = queries.LogFilter(client_id=client_id, actor=actor, since=since, until=until)
@@ -89,8 +88,8 @@ async def audit_disclosures(
     client_id: uuid.UUID | None = None,
     to_region: Region = None,
     from_region: Region = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
 ) -> PageOut[DisclosurePublic]:
     """Disclosures (luovutusloki), newest first: client data shown outside its organising region."""
     filters = queries.LogFilter(client_id=client_id, since=since, until=until)
@@ -109,8 +108,8 @@ async def access_report(
     caller: CurrentCaller,
     log: AccessLogDep,
     page: Pagination,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
 ) -> AccessReport:
     """Who processed the client's data, to whom it was disclosed and on what basis (default: two years)."""
     start, end, result = await queries.access_report(session, caller, client_id, since=since, until=until, page=page)
@@ -175,8 +174,8 @@ async def export_log(
     caller: CurrentCaller,
     log: AccessLogDep,
     log_name: Annotated[Literal["change", "access", "disclosure"], Query(alias="log")],
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
 ) -> StreamingResponse:
     """One log as JSON Lines with each entry's chain position and hash, for re-verification elsewhere."""
     queries.export_scope(caller)

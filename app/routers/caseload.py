@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.caseload import CaseloadOverview, CaseloadReport, Suggestion
-from app.models.common import Service, WorkerRole
+from app.models.common import Day, Service, WorkerRole
 from app.services import caseload as service
 
 router = APIRouter(tags=["caseload"])
@@ -23,7 +22,7 @@ async def region_caseload(
     caller: CurrentCaller,
     page: Pagination,
     log: AccessLogDep,
-    as_of: dt.date | None = None,
+    as_of: Day | None = None,
 ) -> CaseloadReport:
     """Every worker's load against the target, per-role figures, and the queue (paged by limit/cursor)."""
     report = await service.region_caseload(session, caller, code, as_of=as_of, page=page)
@@ -45,7 +44,7 @@ async def caseload_suggestion(
 
 @router.get("/regions/{code}/caseload/export", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 async def caseload_export(
-    code: RegionCode, session: SessionDep, caller: CurrentCaller, as_of: dt.date | None = None
+    code: RegionCode, session: SessionDep, caller: CurrentCaller, as_of: Day | None = None
 ) -> Response:
     """The per-worker caseload as CSV for spreadsheets."""
     body = await service.caseload_csv(session, caller, code, as_of)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from functools import partial
 from typing import Annotated, Literal
@@ -22,7 +21,7 @@ from app.models.client import (
     OrganisingTransferCreate,
     ResponsibilityPublic,
 )
-from app.models.common import PageOut
+from app.models.common import Day, Moment, PageOut
 from app.models.request import CoordinationRequestPublic
 from app.services import clients as service
 from app.services import history, preconditions, residence
@@ -147,12 +146,10 @@ async def get_responsibility(
     session: SessionDep,
     caller: CurrentCaller,
     log: AccessLogDep,
-    as_of: dt.date | None = None,
-    known_at: dt.datetime | None = None,
+    as_of: Day | None = None,
+    known_at: Moment | None = None,
 ) -> ResponsibilityPublic:
     """Who was responsible and who was named on ``as_of``, as recorded at ``known_at``."""
-    if known_at is not None and known_at.tzinfo is None:
-        known_at = known_at.replace(tzinfo=dt.UTC)
     answer = await history.responsibility(session, caller, client_id, as_of=as_of or today(), known_at=known_at)
     await log.record([client_id])
     return answer

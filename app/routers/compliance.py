@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.assignment import CompliancePublic, GapPublic
-from app.models.common import PageOut
+from app.models.common import Day, PageOut
 from app.services import compliance as service
 from app.services.clock import today
 
@@ -19,7 +18,7 @@ router = APIRouter(tags=["compliance"])
 
 @router.get("/clients/{client_id}/compliance")
 async def get_compliance(
-    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, as_of: dt.date | None = None
+    client_id: uuid.UUID, session: SessionDep, caller: CurrentCaller, log: AccessLogDep, as_of: Day | None = None
 ) -> CompliancePublic:
     """Whether the client has both named workers it needs, and what is missing since when."""
     answer = await service.client_compliance(session, caller, client_id, as_of=as_of or today())

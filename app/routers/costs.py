@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
@@ -13,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from app.db import session_scope
 from app.deps import AccessLogDep, Conditional, ConditionalDep, CurrentCaller, Pagination, SessionDep
-from app.models.common import DecisionStatus, PageOut, ServiceType
+from app.models.common import Day, DecisionStatus, PageOut, ServiceType
 from app.models.cost import (
     CostDecision,
     CostDecisionAgree,
@@ -45,7 +44,7 @@ async def client_decisions(
     log: AccessLogDep,
     page: Pagination,
     service_type: ServiceType | None = None,
-    as_of: dt.date | None = None,
+    as_of: Day | None = None,
 ) -> PageOut[CostDecisionPublic]:
     """The client's decisions, oldest first; with ``as_of`` only the agreed ones in force that day."""
     result = await service.client_decisions(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep, SettingsDep
-from app.models.common import PageOut
+from app.models.common import MAX_ROW_ID, PageOut
 from app.models.webhook import DeliveryPublic, DeliveryState, WebhookCreate, WebhookPublic
 from app.services import webhooks as service
 
@@ -64,7 +65,10 @@ async def list_deliveries(
 
 @router.post("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
 async def redeliver(
-    webhook_id: uuid.UUID, delivery_id: int, session: SessionDep, caller: CurrentCaller
+    webhook_id: uuid.UUID,
+    delivery_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    session: SessionDep,
+    caller: CurrentCaller,
 ) -> DeliveryPublic:
     """Send a delivery again now (also a dead or delivered one), with a fresh set of attempts."""
     return await service.redeliver(session, caller, webhook_id, delivery_id)

@@ -48,6 +48,12 @@ async def register_client(
     session: AsyncSession, caller: Caller, data: ClientCreate, *, settings: Settings
 ) -> ClientPublic:
     """Register a client for the caller's region (organising or residence) and open its gaps."""
+    client = await register(session, caller, data, settings=settings)
+    return await client_public(session, caller, client)
+
+
+async def register(session: AsyncSession, caller: Caller, data: ClientCreate, *, settings: Settings) -> Client:
+    """``register_client`` without the public view (imports need only the row); commits."""
     caller_region = caller.writer_region()
     pid = parse_personal_id(data.personal_id, accept_temporary=settings.accept_temporary_ids)
     organising = await state.region(session, data.organising_region)
@@ -105,7 +111,7 @@ async def register_client(
         kind = RequestKind.assign_residence_worker if other == residence else RequestKind.assign_organising_worker
         await open_request(session, caller, client, kind=kind, to_region=other, on=on)
     await session.commit()
-    return await client_public(session, caller, client)
+    return client
 
 
 async def _refuse_duplicate(session: AsyncSession, caller: Caller, digest: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.errors import ValidationFailed
+from app.models.common import EARLIEST_DATE, EARLIEST_MOMENT, LATEST_DATE, LATEST_MOMENT, MAX_ROW_ID
 
 T = TypeVar("T")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
@@ -49,9 +51,23 @@ def _after(page: PageParams, parse: Sequence[Callable[[str], Any]]) -> list[Any]
         return None
     raw = decode_cursor(page.cursor, len(parse))
     try:
-        return [convert(value) for convert, value in zip(parse, raw, strict=True)]
+        values = [convert(value) for convert, value in zip(parse, raw, strict=True)]
     except ValueError as exc:
         raise ValidationFailed("cursor is not valid", code="invalid_cursor") from exc
+    if not all(_could_be_ours(value) for value in values):
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor")
+    return values
+
+
+def _could_be_ours(value: Any) -> bool:
+    """A key value a cursor of ours can hold: no naive or far-off timestamp, no id beyond BIGINT."""
+    if isinstance(value, dt.datetime):
+        return value.tzinfo is not None and EARLIEST_MOMENT <= value <= LATEST_MOMENT
+    if isinstance(value, dt.date):
+        return EARLIEST_DATE <= value <= LATEST_DATE
+    if isinstance(value, int):
+        return 0 <= value <= MAX_ROW_ID
+    return True
 
 
 def paginate_loaded(

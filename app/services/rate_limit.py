@@ -42,6 +42,7 @@ LIMITED: dict[tuple[str, str], str] = {
     ("GET", "/v1/cost-decisions/export"): "export",
     ("GET", "/v1/regions/{code}/caseload/export"): "export",
     ("GET", "/v1/audit/export"): "export",
+    ("POST", "/v1/imports"): "import",
 }
 
 

@@ -24,6 +24,8 @@ from app.services import state
 from app.services.audit import record_change, snapshot
 from app.services.clock import today
 
+ORGANISERS = "silta.organisers"  # session cache of organiser_codes (reference data, changed only by migrations)
+
 
 def region_public(region: Region) -> RegionPublic:
     return RegionPublic(
@@ -66,7 +68,12 @@ async def get_municipality(session: AsyncSession, code: str) -> MunicipalityPubl
 
 
 async def organiser_codes(session: AsyncSession) -> set[str]:
-    return set((await session.exec(select(Region.code).where(col(Region.organiser).is_(True)))).all())
+    """The regions that organise aftercare (reference data: read once per session)."""
+    cached = session.info.get(ORGANISERS)
+    if cached is None:
+        cached = set((await session.exec(select(Region.code).where(col(Region.organiser).is_(True)))).all())
+        session.info[ORGANISERS] = cached
+    return set(cached)
 
 
 async def resolve_residence(session: AsyncSession, data: ResidenceIn) -> tuple[str | None, str | None, str | None]:

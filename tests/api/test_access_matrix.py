@@ -1,6 +1,6 @@
 """Access-control matrix (OWASP API1, broken object-level authorisation): every operation × every caller.
 
-65 operations × 10 callers = 650 cells, each with the exact status the contract gives it
+67 operations × 10 callers = 670 cells, each with the exact status the contract gives it
 (PRODUCT.md "Who uses it", API.md), run on SQLite and on PostgreSQL. An operation of the app
 without a row here, or a row whose operation no longer exists, fails
 ``test_every_operation_has_a_row``; so does a route left out of the OpenAPI document.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,6 +84,8 @@ class Req:
     ids: dict[str, str] = dataclasses.field(default_factory=dict)
     json: Any = None
     params: dict[str, str] | None = None
+    content: bytes | None = None  # a body that is not JSON (an import file), sent as ``media_type``
+    media_type: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +228,7 @@ def tokens(auth: Callable[..., dict[str, str]]) -> dict[str, dict[str, str]]:
 
 read("GET", "/healthz", PUBLIC)
 read("GET", "/readyz", PUBLIC)
+read("GET", "/metrics", PUBLIC)
 read("GET", "/v1/regions", ANY_TOKEN)
 read("GET", "/v1/regions/{code}", ANY_TOKEN)
 read("GET", "/v1/municipalities/{code}", ANY_TOKEN, ids={"code": "019"})
@@ -250,6 +254,19 @@ async def _create_worker(world: World) -> Req:
 @write("PATCH", "/v1/workers/{worker_id}", row(403, coord05=200))
 async def _update_worker(world: World) -> Req:
     return Req(ids={"worker_id": await world.worker("05")}, json={"name": "Renamed Worker"})
+
+
+# --- imports --------------------------------------------------------------------------------------
+
+
+@write("POST", "/v1/imports", row(403, org=200, res=200, out=422))
+async def _import(world: World) -> Req:
+    """A one-line file registering a fresh client (organised by 05, living in 08) under a new key.
+
+    An uninvolved region's line breaks the registration rule: the atomic import is refused (422).
+    """
+    line = {**world.client_body(), "type": "client", "source_system": "matrix", "external_id": uuid.uuid4().hex}
+    return Req(content=json.dumps(line).encode(), media_type="application/x-ndjson")
 
 
 # --- clients --------------------------------------------------------------------------------------
@@ -464,7 +481,10 @@ async def check(world: World, key: tuple[str, str], caller: str) -> None:
     entry = MATRIX[key]
     req = await entry.build(world)
     url = path.format(**(world.ids | req.ids))
-    response = await world.api.request(method, url, headers=world.headers[caller], json=req.json, params=req.params)
+    headers = world.headers[caller] | ({"Content-Type": req.media_type} if req.media_type else {})
+    response = await world.api.request(
+        method, url, headers=headers, json=req.json, params=req.params, content=req.content
+    )
     expected = entry.expect[caller]
     shown = f"{method} {url} as {caller}: {response.status_code} {response.text[:300]}"
     if expected == HIDDEN:

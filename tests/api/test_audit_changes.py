@@ -196,6 +196,13 @@ async def r_redeliver(api, auth, w) -> Call:
     return lambda: api.post(url, headers=sys(auth, "05"))
 
 
+async def r_import(api, auth, w) -> Call:
+    """A one-line file: an import leaves one change entry per applied line."""
+    line = json.dumps({"type": "worker", "external_id": "imported-1", "name": "Imported", "role": "counsellor"})
+    headers = {**coord(auth, "05"), "Content-Type": "application/x-ndjson"}
+    return lambda: api.post("/v1/imports", content=line.encode(), headers=headers)
+
+
 RECIPES: dict[str, tuple[Callable[..., Awaitable[Call]], str]] = {
     "integration-create_webhook": (r_create_webhook, "webhook.created"),
     "integration-delete_webhook": (r_delete_webhook, "webhook.deleted"),
@@ -220,6 +227,7 @@ RECIPES: dict[str, tuple[Callable[..., Awaitable[Call]], str]] = {
     "cost-decisions-propose_decision": (r_propose_decision, "cost_decision.proposed"),
     "cost-decisions-agree": (r_agree, "cost_decision.agreed"),
     "cost-decisions-dispute": (r_dispute, "cost_decision.disputed"),
+    "imports-create_import": (r_import, "worker.created"),
 }
 # POSTs that change no data: a search, and the audit chain's own checkpoints (sealing is not a change)
 READS_BY_POST = {"clients-search_clients", "audit-create_checkpoint", "audit-verify_checkpoint"}

@@ -1,0 +1,230 @@
+"""Bulk import of a JSON Lines file of workers, clients and assignments (API.md "Integration").
+
+Each line is ``{"type": "worker" | "client" | "assignment", "source_system": ..., ...}`` and is
+applied, in file order, by the same service the matching API call uses (``import_lines``), so
+every rule, permission and change entry is the API's: an applied line leaves one change entry.
+
+- **Keys.** Clients are found by (source system, ``external_id``) in ``client_external_id``;
+  workers by (region, ``external_id``), the key the worker table has; assignments by client,
+  worker, responsibility and start date. Assignments name their client and worker by those
+  external ids, so they may refer to lines earlier in the same file.
+- **Re-running a file changes nothing.** A line whose entity exists with the same data is
+  ``unchanged``: no write, no change entry. Fields a line leaves out are not compared.
+- **Same key, different data.** What the API lets a region change in place is updated through
+  the API's update services (workers: name, role, service, email; clients: names, support level,
+  address protection) and counted ``updated``. Anything else (identity code, organising or
+  residence region, municipality, aftercare start) is the per-line error ``conflicting_data``:
+  those change through moves and organising transfers, never by overwriting. An assignment
+  line for a responsibility another worker holds is ``responsibility_taken``, as over the API.
+- **Never merged across systems.** An identity code already registered under another source
+  system, in the database or on an earlier line of the file, is ``duplicate_across_systems``
+  naming that system and its external id (for the database, only to a region that holds the
+  client); the same code under another external id of the same system, or registered without
+  this link, is ``duplicate_client``. Identity codes never appear in the report.
+- **Transactions.** A dry run, and an atomic import, run the whole file in one
+  ``OuterTransaction``, then one rollback (dry run, or any error with ``atomic``) or commit. They
+  first run without savepoints (two statements a line saved); if a line fails, that run is
+  rolled back and the file runs again with each line in its own savepoint: a failing line is
+  rolled back to it and reported and the next lines still run, so every error is found. A
+  non-atomic import always uses savepoints and commits every ``BATCH_LINES`` lines, so other
+  writers wait for one batch, not the whole file. An atomic import holds its locks to the end:
+  on SQLite that is the database's one write lock (other writers get 503 after 10 s), on
+  PostgreSQL the rows of the clients and workers it touched; run big atomic imports off-peak.
+- **Cost.** What every line would look up (keys, the caller's view of the clients, their
+  assignments) is read for the whole file in a few statements (``import_index``); the rest is
+  the services' own work, commit hook included (``benchmarks/imports.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.db import OuterTransaction
+from app.domain.access import Caller
+from app.domain.personal_id import parse_personal_id
+from app.errors import ImportRefused, SiltaError
+from app.models.client import Client
+from app.models.imports import ClientLine, ImportLine, ImportReport, LineError, WorkerLine
+from app.services.audit import record_access
+from app.services.import_index import ImportIndex, reference_rows
+from app.services.import_lines import FirstSeen, ImportContext, import_assignment, import_client, import_worker
+from app.services.import_parsing import Parsed, parse
+
+BATCH_LINES = 100  # a few seconds of locks at most: SQLite's other writers wait 10 s before they give up
+
+
+async def import_file(
+    factory: async_sessionmaker[AsyncSession],
+    caller: Caller,
+    body: bytes,
+    *,
+    settings: Settings,
+    dry_run: bool,
+    atomic: bool,
+    source_system: str | None,
+    within: AsyncConnection | None = None,
+) -> ImportReport:
+    """Validate and apply the file; raise ``ImportRefused`` (with the report) when an atomic import fails.
+
+    ``within``: the connection of an idempotent request's transaction; the import then runs in
+    savepoints of it, so that nothing is durable before the stored answer is (``OuterTransaction``).
+    """
+    caller.writer_region()
+    parsed = parse(body, source_system)
+    run = Run(factory, caller, settings, dry_run=dry_run, atomic=atomic, within=within)
+    outcome = None
+    if (dry_run or atomic) and not any(isinstance(line, LineError) for _, line in parsed):
+        outcome = await run.lines(parsed, savepoints=False)
+    if outcome is None:  # a line failed: run again, each line in a savepoint, to report every line
+        outcome = await run.lines(parsed, savepoints=True)
+    assert outcome is not None  # with savepoints every line is reported
+    report, ctx = outcome
+    report.applied = not dry_run and not (atomic and report.failed)
+    report.errors.sort(key=lambda error: error.line)
+    await run.log_shown(ctx)
+    if atomic and not dry_run and report.failed:
+        raise ImportRefused(
+            f"{report.failed} of {report.lines} lines failed; nothing was stored", report=report.model_dump(mode="json")
+        )
+    return report
+
+
+@dataclass
+class Run:
+    """How the lines of one import meet the database."""
+
+    factory: async_sessionmaker[AsyncSession]
+    caller: Caller
+    settings: Settings
+    dry_run: bool
+    atomic: bool
+    within: AsyncConnection | None
+
+    async def lines(self, parsed: Parsed, *, savepoints: bool) -> tuple[ImportReport, ImportContext] | None:
+        """Apply the lines in batches (one for a dry run or an atomic import); None when a line failed
+        without ``savepoints`` (nothing is kept then: the caller runs again with them)."""
+        report = ImportReport(dry_run=self.dry_run, atomic=self.atomic, applied=False, lines=len(parsed))
+        ctx = ImportContext(settings=self.settings)
+        for number, line in parsed:
+            if isinstance(line, ClientLine):
+                _note_code(ctx, number, line)
+        size = len(parsed) if self.dry_run or self.atomic else BATCH_LINES
+        for position, batch in enumerate(_batches(parsed, size)):
+            outer = OuterTransaction(self.factory, savepoints=savepoints, within=self.within)
+            session = await outer.begin()
+            try:
+                if position == 0:
+                    lines = [line for _, line in parsed if not isinstance(line, LineError)]
+                    ctx.index = await ImportIndex.load(session, self.caller, lines)
+                complete = await self._batch(session, batch, report, ctx, stop_on_failure=not savepoints)
+                keep = complete and not self.dry_run and not (self.atomic and report.failed)
+            except BaseException:
+                await outer.rollback()
+                raise
+            await (outer.commit() if keep else outer.rollback())
+            if not complete:
+                return None
+        return report, ctx
+
+    async def _batch(
+        self,
+        session: AsyncSession,
+        batch: Sequence[tuple[int, ImportLine | LineError]],
+        report: ImportReport,
+        ctx: ImportContext,
+        *,
+        stop_on_failure: bool,
+    ) -> bool:
+        """The lines of one transaction; False when one failed in a session without savepoints."""
+        ctx.reference = await reference_rows(session)
+        for number, line in batch:
+            if not await _apply(session, self.caller, number, line, report, ctx) and stop_on_failure:
+                return False
+        return True
+
+    async def log_shown(self, ctx: ImportContext) -> None:
+        """The report named these clients (their other systems' ids, or how they differ): an access entry."""
+        if not ctx.shown:
+            return
+        outer = OuterTransaction(self.factory, within=self.within)
+        session = await outer.begin()
+        try:
+            stored = (await session.exec(select(Client.id).where(col(Client.id).in_(ctx.shown)))).all()
+            await record_access(
+                session,
+                self.caller,
+                method="POST",
+                endpoint="/v1/imports",
+                client_ids=sorted(stored),
+                enabled=self.settings.audit_access_log,
+            )
+        except BaseException:
+            await outer.rollback()
+            raise
+        await outer.commit()
+
+
+def _named_clients(exc: SiltaError) -> set[uuid.UUID]:
+    existing = exc.extra.get("existing_id")
+    return {uuid.UUID(existing)} if existing else set()
+
+
+def _note_code(ctx: ImportContext, number: int, line: ClientLine) -> None:
+    """Remember the first line of each identity code, so a later line under another key is reported."""
+    assert line.source_system is not None
+    try:
+        code = parse_personal_id(line.personal_id, accept_temporary=True).code
+    except SiltaError:
+        return  # reported when the line runs
+    ctx.codes.setdefault(code, FirstSeen(line=number, system=line.source_system, external_id=line.external_id))
+
+
+def _batches(parsed: Parsed, size: int) -> Iterator[Sequence[tuple[int, ImportLine | LineError]]]:
+    for start in range(0, len(parsed), max(size, 1)):
+        yield parsed[start : start + max(size, 1)]
+
+
+async def _apply(
+    session: AsyncSession,
+    caller: Caller,
+    number: int,
+    line: ImportLine | LineError,
+    report: ImportReport,
+    ctx: ImportContext,
+) -> bool:
+    """One line; a failure rolls back its savepoint (with its change entry), leaving nothing of it behind."""
+    if isinstance(line, LineError):
+        report.fail(line.line, line.code, line.detail)
+        return False
+    try:
+        if isinstance(line, WorkerLine):
+            outcome = await import_worker(session, caller, line, number, ctx)
+        elif isinstance(line, ClientLine):
+            outcome = await import_client(session, caller, line, number, ctx)
+        else:
+            outcome = await import_assignment(session, caller, line, number, ctx)
+    except (SiltaError, IntegrityError, DataError) as exc:
+        await session.rollback()
+        code, detail = _problem(exc)
+        report.fail(number, code, detail)
+        if isinstance(exc, SiltaError):
+            ctx.shown.update(_named_clients(exc))
+        return False
+    setattr(report, outcome, getattr(report, outcome) + 1)
+    return True
+
+
+def _problem(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, SiltaError):
+        return exc.code, exc.detail
+    if isinstance(exc, IntegrityError):
+        return "conflict", "the line conflicts with the stored data"
+    return "invalid_value", "a value is out of range or not storable"
