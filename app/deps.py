@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,6 +23,7 @@ from app.services import idempotency, preconditions, rate_limit
 from app.services.audit import record_access
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageParams
 
+T = TypeVar("T")
 bearer = HTTPBearer(auto_error=False, description="JWT from the deployment's identity provider")
 
 
@@ -193,6 +194,20 @@ class Conditional:
             self.session, if_match=self.if_match, required=self.required, lock=lock, current=current
         )
 
+    async def apply(
+        self,
+        lock: Callable[[AsyncSession], Awaitable[Any]],
+        current: Callable[[], Awaitable[BaseModel]],
+        write: Callable[[], Awaitable[T]],
+        response: Response | None = None,
+    ) -> T:
+        """A conditional change: check If-Match, ``write``, then answer the resource's new ETag."""
+        await self.check(lock, current)
+        result = await write()
+        if response is not None:
+            await self.tag(response, current)
+        return result
+
     async def tag(self, response: Response, current: Callable[[], Awaitable[BaseModel]]) -> None:
         """Answer with the ETag of the resource as it is now (none if the change took it out of sight)."""
         with contextlib.suppress(NotFound):
@@ -210,23 +225,14 @@ class AccessLog:
         self.request, self.session, self.caller = request, session, caller
 
     async def record(self, client_ids: Iterable[uuid.UUID]) -> None:
-        route = self.request.scope.get("route")
         await record_access(
             self.session,
             self.caller,
             method=self.request.method,
-            endpoint=_route_path(route, self.request.url.path),
+            endpoint=self.request.scope.get("state", {}).get(ROUTE, "unmatched"),  # the template, never ids
             client_ids=client_ids,
             enabled=self.request.app.state.settings.audit_access_log,
         )
-
-
-def _route_path(route: object, url_path: str) -> str:
-    """The path template of the route (``/v1/clients/{client_id}``), never the ids themselves."""
-    template = getattr(route, "path", None)
-    if not isinstance(template, str):
-        return url_path
-    return template if url_path.startswith(template.split("{")[0]) else "/v1" + template
 
 
 def get_access_log(

@@ -86,10 +86,12 @@ async def update_client(
 ) -> ClientPublic:
     """Change names, support level, address protection or external ids."""
     current = partial(service.get_client, session, caller, client_id)
-    await cond.check(preconditions.client_row(client_id), current)
-    client = await service.update_client(session, caller, client_id, data)
-    await cond.tag(response, current)
-    return client
+    return await cond.apply(
+        preconditions.client_row(client_id),
+        current,
+        lambda: service.update_client(session, caller, client_id, data),
+        response,
+    )
 
 
 @router.post("/clients/{client_id}/moves", status_code=201)
@@ -103,10 +105,12 @@ async def create_move(
 ) -> ClientPublic:
     """Record a move to a new residence."""
     current = partial(service.get_client, session, caller, client_id)
-    await cond.check(preconditions.client_row(client_id), current)
-    client = await residence.move_client(session, caller, client_id, data)
-    await cond.tag(response, current)
-    return client
+    return await cond.apply(
+        preconditions.client_row(client_id),
+        current,
+        lambda: residence.move_client(session, caller, client_id, data),
+        response,
+    )
 
 
 @router.post("/clients/{client_id}/organising-transfers", status_code=201)
@@ -119,8 +123,11 @@ async def create_organising_transfer(
 ) -> CoordinationRequestPublic:
     """Propose handing the organising responsibility to another region."""
     current = partial(service.get_client, session, caller, client_id)
-    await cond.check(preconditions.client_row(client_id), current)
-    return await residence.propose_organising_transfer(session, caller, client_id, data)
+    return await cond.apply(
+        preconditions.client_row(client_id),
+        current,
+        lambda: residence.propose_organising_transfer(session, caller, client_id, data),
+    )
 
 
 @router.post("/clients/{client_id}/end")
@@ -134,10 +141,12 @@ async def end_client(
 ) -> ClientPublic:
     """End aftercare early (``end_date`` is its last day)."""
     current = partial(service.get_client, session, caller, client_id)
-    await cond.check(preconditions.client_row(client_id), current)
-    client = await service.end_client(session, caller, client_id, data)
-    await cond.tag(response, current)
-    return client
+    return await cond.apply(
+        preconditions.client_row(client_id),
+        current,
+        lambda: service.end_client(session, caller, client_id, data),
+        response,
+    )
 
 
 @router.get("/clients/{client_id}/responsibility")

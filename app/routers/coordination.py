@@ -66,10 +66,12 @@ async def _answer(
     response: Response,
 ) -> CoordinationRequestPublic:
     current = partial(service.get_request, session, caller, request_id)
-    await cond.check(preconditions.client_row_of(CoordinationRequest, request_id), current)
-    answered = await answers.answer_request(session, caller, request_id, answer, data)
-    await cond.tag(response, current)
-    return answered
+    return await cond.apply(
+        preconditions.client_row_of(CoordinationRequest, request_id),
+        current,
+        lambda: answers.answer_request(session, caller, request_id, answer, data),
+        response,
+    )
 
 
 @router.post("/coordination-requests/{request_id}/accept")

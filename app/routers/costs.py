@@ -125,10 +125,12 @@ async def _answer(
     response: Response,
 ) -> CostDecisionPublic:
     current = partial(service.get_decision, session, caller, decision_id)
-    await cond.check(preconditions.client_row_of(CostDecision, decision_id), current)
-    answered = await service.answer(session, caller, decision_id, status, note)
-    await cond.tag(response, current)
-    return answered
+    return await cond.apply(
+        preconditions.client_row_of(CostDecision, decision_id),
+        current,
+        lambda: service.answer(session, caller, decision_id, status, note),
+        response,
+    )
 
 
 @router.post("/cost-decisions/{decision_id}/agree")

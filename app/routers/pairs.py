@@ -61,10 +61,12 @@ async def confirm_pair(
 ) -> PairPublic:
     """The other side's coordinator confirms: active from today."""
     current = partial(service.get_pair, session, caller, pair_id)
-    await cond.check(preconditions.client_row_of(WorkPair, pair_id), current)
-    pair = await service.confirm_pair(session, caller, pair_id)
-    await cond.tag(response, current)
-    return pair
+    return await cond.apply(
+        preconditions.client_row_of(WorkPair, pair_id),
+        current,
+        lambda: service.confirm_pair(session, caller, pair_id),
+        response,
+    )
 
 
 @router.post("/pairs/{pair_id}/end")
@@ -78,7 +80,9 @@ async def end_pair(
 ) -> PairPublic:
     """Either side ends the pair (or withdraws the proposal) today."""
     current = partial(service.get_pair, session, caller, pair_id)
-    await cond.check(preconditions.client_row_of(WorkPair, pair_id), current)
-    pair = await service.end_pair(session, caller, pair_id, data)
-    await cond.tag(response, current)
-    return pair
+    return await cond.apply(
+        preconditions.client_row_of(WorkPair, pair_id),
+        current,
+        lambda: service.end_pair(session, caller, pair_id, data),
+        response,
+    )

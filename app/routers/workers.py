@@ -61,7 +61,9 @@ async def update_worker(
 ) -> WorkerUpdated:
     """Change a worker; deactivating ends their assignments and lists the clients affected."""
     current = partial(service.get_worker, session, caller, worker_id)
-    await cond.check(preconditions.worker_row(worker_id), current)
-    updated = await service.update_worker(session, caller, worker_id, data)
-    await cond.tag(response, current)
-    return updated
+    return await cond.apply(
+        preconditions.worker_row(worker_id),
+        current,
+        lambda: service.update_worker(session, caller, worker_id, data),
+        response,
+    )
