@@ -15,6 +15,7 @@ from app.domain.access import Caller
 from app.domain.responsibility import ORGANISING, RESIDENCE
 from app.errors import Conflict, NotFound, NotResponsible, ResponsibilityTaken, Unprocessable
 from app.models.assignment import Assignment, AssignmentCreate, AssignmentEnd, AssignmentPublic
+from app.models.client import Client, ResponsibilityPeriod
 from app.models.common import RequestKind, RequestStatus, Responsibility, utcnow
 from app.models.worker import Worker
 from app.services import state
@@ -62,38 +63,12 @@ async def create_assignment(
         worker_id = await _suggested(session, caller, client_id, data)
     worker = (await session.exec(select(Worker).where(Worker.id == worker_id).with_for_update(read=True))).first()
     client = await client_for(session, caller, client_id, for_update=True)
-    on = today()
-    start = data.start_date or on
-    if on > client.aftercare_end:
-        raise Unprocessable("the client's aftercare has ended", code="client_ended")
     if worker is None:
         raise Unprocessable("no such worker", code="worker_not_found")
+    start = data.start_date or today()
     periods = await state.periods_on(session, client.id, start)
-    region = rules.check_assignment(
-        responsibility=data.responsibility,
-        caller_region=caller.writer_region(),
-        holders=state.holders_of(periods),
-        worker=rules.Candidate(region=worker.region, active=worker.active, role=worker.role),
-        support_level=client.support_level,
-    )
-    period = periods[data.responsibility]
-    first = max(period.valid_from, client.aftercare_start)
-    if not first <= start <= client.aftercare_end:
-        raise Unprocessable(f"start_date must be between {first} and {client.aftercare_end}", code="invalid_dates")
+    assignment = new_assignment(caller, client, worker, periods, data.responsibility, start)
     await _refuse_overlap(session, client.id, data.responsibility, start)
-    assignment = Assignment(
-        client_id=client.id,
-        responsibility=data.responsibility,
-        region=region,
-        worker_id=worker.id,
-        valid_from=start,
-    )
-    if period.valid_to is not None:  # the region's hold already has a recorded end (an announced move)
-        assignment.valid_to, assignment.valid_to_recorded_at = period.valid_to, utcnow()
-        assignment.end_reason = "moved" if data.responsibility == RESIDENCE else "transferred"
-    if client.end_date is not None and (assignment.valid_to is None or assignment.valid_to > client.end_date):
-        assignment.valid_to, assignment.valid_to_recorded_at = client.end_date + dt.timedelta(days=1), utcnow()
-        assignment.end_reason = "aftercare_ended"
     session.add(assignment)
     try:
         await session.flush()
@@ -108,12 +83,47 @@ async def create_assignment(
         kinds=[ASSIGN_REQUEST[data.responsibility]],
         status=RequestStatus.accepted,
         note="fulfilled by the assignment",
-        to_region=region,
+        to_region=assignment.region,
         assignment_id=assignment.id,
     )
     await reconcile(session, caller, client, cause="assigned")
     await session.commit()
     return assignment_public(assignment, worker)
+
+
+def new_assignment(
+    caller: Caller,
+    client: Client,
+    worker: Worker,
+    periods: dict[str, ResponsibilityPeriod],
+    responsibility: str,
+    start: dt.date,
+) -> Assignment:
+    """Check naming ``worker`` from ``start`` by rules 2, 3 and 7 and build the row (no database:
+    imports build many at once); ``periods``: the client's periods in force on ``start``."""
+    if today() > client.aftercare_end:
+        raise Unprocessable("the client's aftercare has ended", code="client_ended")
+    region = rules.check_assignment(
+        responsibility=responsibility,
+        caller_region=caller.writer_region(),
+        holders=state.holders_of(periods),
+        worker=rules.Candidate(region=worker.region, active=worker.active, role=worker.role),
+        support_level=client.support_level,
+    )
+    period = periods[responsibility]
+    first = max(period.valid_from, client.aftercare_start)
+    if not first <= start <= client.aftercare_end:
+        raise Unprocessable(f"start_date must be between {first} and {client.aftercare_end}", code="invalid_dates")
+    assignment = Assignment(
+        client_id=client.id, responsibility=responsibility, region=region, worker_id=worker.id, valid_from=start
+    )
+    if period.valid_to is not None:  # the region's hold already has a recorded end (an announced move)
+        assignment.valid_to, assignment.valid_to_recorded_at = period.valid_to, utcnow()
+        assignment.end_reason = "moved" if responsibility == RESIDENCE else "transferred"
+    if client.end_date is not None and (assignment.valid_to is None or assignment.valid_to > client.end_date):
+        assignment.valid_to, assignment.valid_to_recorded_at = client.end_date + dt.timedelta(days=1), utcnow()
+        assignment.end_reason = "aftercare_ended"
+    return assignment
 
 
 async def _suggested(session: AsyncSession, caller: Caller, client_id: uuid.UUID, data: AssignmentCreate) -> uuid.UUID:

@@ -105,18 +105,28 @@ def record_change(
     after: dict[str, Any] | None = None,
 ) -> None:
     """Note one changed entity; the transaction's commit writes them as one change entry."""
-    entity_id = getattr(entity, "id", None) or getattr(entity, "code", None)
-    session.info.setdefault(PENDING, []).append(
-        {
-            "action": action,
-            "entity_type": type(entity).__tablename__,
-            "entity_id": str(entity_id),
-            "client_id": str(client_id) if client_id else None,
-            "before": before,
-            "after": after if after is not None else snapshot(entity),
-        }
-    )
+    session.info.setdefault(PENDING, []).append(change_record(action, entity, client_id, before=before, after=after))
     session.info.setdefault(CALLER, caller)
+
+
+def change_record(
+    action: str,
+    entity: SQLModel,
+    client_id: uuid.UUID | None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One changed entity as a change entry lists it (``after`` defaults to the entity now)."""
+    entity_id = getattr(entity, "id", None) or getattr(entity, "code", None)
+    return {
+        "action": action,
+        "entity_type": type(entity).__tablename__,
+        "entity_id": str(entity_id),
+        "client_id": str(client_id) if client_id else None,
+        "before": before,
+        "after": after if after is not None else snapshot(entity),
+    }
 
 
 class AuditedSession(Session):
@@ -127,36 +137,52 @@ class AuditedSession(Session):
 def _write_change_entry(session: Session) -> None:
     changes: list[dict[str, Any]] = session.info.pop(PENDING, [])
     caller: Caller | None = session.info.pop(CALLER, None)
-    if not changes or caller is None:
-        return
-    entry_id = None if session.info.get(NO_CHANGE_LOG) else _change_entry(session, caller, changes)
-    feed.publish(session, changes, entry_id)  # last: it takes the feed's per-region locks (app.services.feed)
+    if changes and caller is not None:
+        write_changes(session, caller, [changes])
 
 
-def _change_entry(session: Session, caller: Caller, changes: list[dict[str, Any]]) -> int | None:
-    first = changes[0]
-    clients = list(dict.fromkeys(change["client_id"] for change in changes if change["client_id"]))
-    entry = ChangeEvent(
-        actor=caller.subject,
-        roles=",".join(sorted(caller.roles)),
-        actor_region=caller.region,
-        client_system=caller.client_system,
-        request_id=caller.request_id,
-        action=first["action"],
-        entity_type=first["entity_type"],
-        entity_id=first["entity_id"],
-        client_id=uuid.UUID(clients[0]) if clients else None,
-        changes=changes,
-    )
-    entry.mac = entry_mac(mac_key(session), "change", entry)
-    session.add(entry)
-    session.flush()
-    if clients:
-        session.execute(
-            insert(ChangeEventClient),
-            [{"event_id": entry.id, "client_id": uuid.UUID(client)} for client in clients],
+def write_changes(session: Session, caller: Caller, writes: list[list[dict[str, Any]]]) -> None:
+    """Write one change entry for each write's changes, then their feed events, in a few statements.
+
+    The commit hook writes one write's; a bulk import many lines' at once (``app.services.import_bulk``).
+    """
+    ids = [None] * len(writes) if session.info.get(NO_CHANGE_LOG) else _change_entries(session, caller, writes)
+    feed.publish(session, list(zip(writes, ids, strict=True)))  # last: it takes the feed's per-region locks
+
+
+def _change_entries(session: Session, caller: Caller, writes: list[list[dict[str, Any]]]) -> list[int | None]:
+    key = mac_key(session)
+    entries, touched = [], []
+    for changes in writes:
+        first = changes[0]
+        clients = list(dict.fromkeys(change["client_id"] for change in changes if change["client_id"]))
+        entry = ChangeEvent(
+            actor=caller.subject,
+            roles=",".join(sorted(caller.roles)),
+            actor_region=caller.region,
+            client_system=caller.client_system,
+            request_id=caller.request_id,
+            action=first["action"],
+            entity_type=first["entity_type"],
+            entity_id=first["entity_id"],
+            client_id=uuid.UUID(clients[0]) if clients else None,
+            changes=changes,
         )
-    return entry.id
+        entry.mac = entry_mac(key, "change", entry)
+        entries.append(entry.model_dump(exclude={"id"}))
+        touched.append(clients)
+    inserted = session.execute(
+        insert(ChangeEvent).returning(col(ChangeEvent.id), sort_by_parameter_order=True), entries
+    ).scalars()
+    ids: list[int | None] = list(inserted)
+    links = [
+        {"event_id": entry_id, "client_id": uuid.UUID(client)}
+        for entry_id, clients in zip(ids, touched, strict=True)
+        for client in clients
+    ]
+    if links:
+        session.execute(insert(ChangeEventClient), links)
+    return ids
 
 
 @event.listens_for(AuditedSession, "after_rollback")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import exists
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import Settings
 from app.domain import aftercare
 from app.domain.access import Caller
-from app.domain.personal_id import parse_personal_id
+from app.domain.personal_id import PersonalId, parse_personal_id
 from app.domain.responsibility import ORGANISING, RESIDENCE
 from app.errors import Conflict, DuplicateClient, NotResponsible, Unprocessable, ValidationFailed
 from app.models.assignment import ComplianceGap
@@ -30,6 +31,7 @@ from app.models.client import (
     ResponsibilityPeriod,
 )
 from app.models.common import RequestKind, RequestStatus, utcnow
+from app.models.region import Region
 from app.models.worker import Worker
 from app.services import state
 from app.services.access import client_for, fully_readable, readable
@@ -56,19 +58,60 @@ async def register(session: AsyncSession, caller: Caller, data: ClientCreate, *,
     """``register_client`` without the public view (imports need only the row); commits."""
     caller_region = caller.writer_region()
     pid = parse_personal_id(data.personal_id, accept_temporary=settings.accept_temporary_ids)
-    organising = await state.region(session, data.organising_region)
-    if not organising.organiser:
-        raise Unprocessable(f"region {organising.code} organises no aftercare", code="unknown_region")
-    residence, municipality, outside = await resolve_residence(session, data)
-    if caller_region not in {organising.code, residence}:
-        raise NotResponsible("the caller's region must be the organising or the residence region")
+    organising = state.organiser(await state.region(session, data.organising_region))
+    residence = await resolve_residence(session, data)
     on = today()
+    new = registration(caller_region, data, pid, organising, residence, on, vault_of(session).seal(pid.code))
+    client = new.client
+    await _refuse_duplicate(session, caller, client.personal_id_hash)
+    session.add_all([client, *new.periods, *new.external_ids])
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        await _refuse_duplicate(session, caller, client.personal_id_hash)
+        raise Conflict("an external id is already linked to another client", code="duplicate_external_id") from None
+    record_change(session, caller, action="client.registered", entity=client, client_id=client.id)
+    await reconcile(session, caller, client, cause="registered")
+    if new.request is not None:
+        kind, other = new.request
+        await open_request(session, caller, client, kind=kind, to_region=other, on=on)
+    await session.commit()
+    return client
+
+
+@dataclass
+class Registration:
+    """The rows a registration adds, and the request it opens to the other region (kind, region)."""
+
+    client: Client
+    periods: list[ResponsibilityPeriod]
+    external_ids: list[ClientExternalId]
+    request: tuple[RequestKind, str] | None
+
+
+def registration(
+    caller_region: str,
+    data: ClientCreate,
+    pid: PersonalId,
+    organising: Region,
+    residence: tuple[str | None, str | None, str | None],
+    on: dt.date,
+    sealed: tuple[str, bytes, str],
+) -> Registration:
+    """Check a registration by the rules and build its rows (no database: imports build many at once).
+
+    ``residence``: (region, municipality, outside) as resolved; ``sealed``: the vault's
+    (hash, ciphertext, key id) of the identity code.
+    """
+    region, municipality, outside = residence
+    if caller_region not in {organising.code, region}:
+        raise NotResponsible("the caller's region must be the organising or the residence region")
     aftercare.check_registrable(pid.birth_date, organising.aftercare_end_age, data.aftercare_start, on)
-    digest, sealed, key_id = vault_of(session).seal(pid.code)
-    await _refuse_duplicate(session, caller, digest)
+    digest, cipher, key_id = sealed
     client = Client(
         personal_id_hash=digest,
-        personal_id_cipher=sealed,
+        personal_id_cipher=cipher,
         personal_id_key=key_id,
         first_name=data.first_name,
         last_name=data.last_name,
@@ -78,40 +121,32 @@ async def register(session: AsyncSession, caller: Caller, data: ClientCreate, *,
         aftercare_start=data.aftercare_start,
         aftercare_end=aftercare.aftercare_end(pid.birth_date, organising.aftercare_end_age),
     )
-    session.add(client)
-    session.add(
+    periods = [
         ResponsibilityPeriod(
-            client_id=client.id,
-            responsibility=ORGANISING,
-            region=organising.code,
-            valid_from=data.aftercare_start,
-        )
-    )
-    session.add(
+            client_id=client.id, responsibility=ORGANISING, region=organising.code, valid_from=data.aftercare_start
+        ),
         ResponsibilityPeriod(
             client_id=client.id,
             responsibility=RESIDENCE,
-            region=residence,
+            region=region,
             municipality=municipality,
             residence_outside=outside,
             valid_from=data.aftercare_start,
-        )
-    )
-    _add_external_ids(session, client.id, data.external_ids)
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()
-        await _refuse_duplicate(session, caller, digest)
-        raise Conflict("an external id is already linked to another client", code="duplicate_external_id") from None
-    record_change(session, caller, action="client.registered", entity=client, client_id=client.id)
-    await reconcile(session, caller, client, cause="registered")
-    if residence and residence != organising.code:
-        other = residence if caller_region == organising.code else organising.code
-        kind = RequestKind.assign_residence_worker if other == residence else RequestKind.assign_organising_worker
-        await open_request(session, caller, client, kind=kind, to_region=other, on=on)
-    await session.commit()
-    return client
+        ),
+    ]
+    external_ids = _external_id_rows(client.id, data.external_ids)
+    request = None
+    if region and region != organising.code:
+        other = region if caller_region == organising.code else organising.code
+        kind = RequestKind.assign_residence_worker if other == region else RequestKind.assign_organising_worker
+        request = (kind, other)
+    return Registration(client, periods, external_ids, request)
+
+
+def _external_id_rows(client_id: uuid.UUID, ids: list[ExternalIdIn]) -> list[ClientExternalId]:
+    if len({(item.system, item.id) for item in ids}) != len(ids):
+        raise ValidationFailed("external_ids contains the same id twice")
+    return [ClientExternalId(client_id=client_id, system=item.system, external_id=item.id) for item in ids]
 
 
 async def _refuse_duplicate(session: AsyncSession, caller: Caller, digest: str) -> None:
@@ -120,13 +155,6 @@ async def _refuse_duplicate(session: AsyncSession, caller: Caller, digest: str) 
         return
     visible = (await session.exec(select(Client.id).where(Client.id == existing, readable(caller)))).first()
     raise DuplicateClient(existing_id=str(visible) if visible else None)
-
-
-def _add_external_ids(session: AsyncSession, client_id: uuid.UUID, ids: list[ExternalIdIn]) -> None:
-    if len({(item.system, item.id) for item in ids}) != len(ids):
-        raise ValidationFailed("external_ids contains the same id twice")
-    for item in ids:
-        session.add(ClientExternalId(client_id=client_id, system=item.system, external_id=item.id))
 
 
 async def get_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> ClientPublic:
@@ -251,7 +279,7 @@ async def update_client(
         for row in await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)):
             await session.delete(row)
         await session.flush()
-        _add_external_ids(session, client.id, data.external_ids)
+        session.add_all(_external_id_rows(client.id, data.external_ids))
     client.version += 1
     client.updated_at = utcnow()
     session.add(client)

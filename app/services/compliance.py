@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, func
 from sqlmodel import col, select
@@ -12,8 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain import compliance as rules
 from app.domain.access import Caller
 from app.errors import Forbidden
-from app.models.assignment import ComplianceGap, CompliancePublic, GapPublic
-from app.models.client import Client
+from app.models.assignment import Assignment, ComplianceGap, CompliancePublic, GapPublic
+from app.models.client import Client, ResponsibilityPeriod
 from app.models.common import Responsibility, utcnow
 from app.models.region import Region
 from app.services import state
@@ -32,6 +35,34 @@ async def reconcile(session: AsyncSession, caller: Caller, client: Client, *, ca
     """
     await session.flush()
     periods, assignments, rows = await state.all_rows(session, client.id)
+    plan = plan_gaps(client, periods, assignments, rows)
+    for gap, until, closed_by in plan.ends:
+        action, before = end_gap(gap, until, closed_by, cause)
+        session.add(gap)
+        record_change(session, caller, action=action, entity=gap, client_id=gap.client_id, before=before)
+    await session.flush()  # voided rows leave the open-gap index before new ones arrive
+    on = today()
+    for span in plan.new:
+        gap = new_gap(client.id, span, (await state.region(session, span.region)).grace_days, on, cause)
+        session.add(gap)
+        record_change(session, caller, action="gap.opened", entity=gap, client_id=client.id)
+
+
+@dataclass
+class GapPlan:
+    """What ``reconcile`` does: end these rows (a new last day, or voided), and open these stretches."""
+
+    ends: list[tuple[ComplianceGap, dt.date | None, uuid.UUID | None]] = field(default_factory=list)
+    new: list[rules.GapSpan] = field(default_factory=list)
+
+
+def plan_gaps(
+    client: Client,
+    periods: Sequence[ResponsibilityPeriod],
+    assignments: Sequence[Assignment],
+    rows: Sequence[ComplianceGap],
+) -> GapPlan:
+    """The gap rows' changes for the client's whole timeline (no database: imports plan many at once)."""
     wanted = rules.gap_spans(
         periods=[
             rules.Span(p.responsibility, p.region, p.valid_from, p.valid_to) for p in periods if p.retracted_at is None
@@ -44,47 +75,38 @@ async def reconcile(session: AsyncSession, caller: Caller, client: Client, *, ca
         start=client.aftercare_start,
         end=client.aftercare_end + dt.timedelta(days=1) if client.end_date is not None else None,
     )
+    plan = GapPlan()
     live = {(gap.responsibility, gap.region, gap.since): gap for gap in rows if gap.closed_on != gap.since}
     for span in wanted:
         gap = live.pop((span.responsibility, span.region, span.since), None)
         if gap is not None and gap.closed_on != span.until:
-            _set_end(session, caller, gap, span.until, span.closed_by, cause)
-    for gap in live.values():
-        _set_end(session, caller, gap, gap.since, None, cause)
-    await session.flush()  # voided rows leave the open-gap index before new ones arrive
+            plan.ends.append((gap, span.until, span.closed_by))
+    plan.ends.extend((gap, gap.since, None) for gap in live.values())
     known = {(gap.responsibility, gap.region, gap.since) for gap in rows if gap.closed_on != gap.since}
-    on = today()
-    for span in wanted:
-        if (span.responsibility, span.region, span.since) in known:
-            continue
-        region = await state.region(session, span.region)
-        gap = ComplianceGap(
-            client_id=client.id,
-            responsibility=span.responsibility,
-            region=span.region,
-            since=span.since,
-            due=rules.gap_due(span.since, on, region.grace_days),
-            cause=cause,
-        )
-        _end(gap, span.until, span.closed_by, cause)
-        session.add(gap)
-        record_change(session, caller, action="gap.opened", entity=gap, client_id=client.id)
+    plan.new = [span for span in wanted if (span.responsibility, span.region, span.since) not in known]
+    return plan
 
 
-def _set_end(
-    session: AsyncSession,
-    caller: Caller,
-    gap: ComplianceGap,
-    until: dt.date | None,
-    closed_by: uuid.UUID | None,
-    cause: str,
-) -> None:
-    """Give a gap its (new) last day; None reopens it, ``gap.since`` voids it."""
+def new_gap(client_id: uuid.UUID, span: rules.GapSpan, grace_days: int, on: dt.date, cause: str) -> ComplianceGap:
+    gap = ComplianceGap(
+        client_id=client_id,
+        responsibility=span.responsibility,
+        region=span.region,
+        since=span.since,
+        due=rules.gap_due(span.since, on, grace_days),
+        cause=cause,
+    )
+    _end(gap, span.until, span.closed_by, cause)
+    return gap
+
+
+def end_gap(
+    gap: ComplianceGap, until: dt.date | None, closed_by: uuid.UUID | None, cause: str
+) -> tuple[str, dict[str, Any] | None]:
+    """Give a gap its (new) last day (None reopens it, ``gap.since`` voids it): the action and the row before."""
     before = snapshot(gap)
     _end(gap, until, closed_by, cause)
-    session.add(gap)
-    action = "gap.reopened" if until is None else "gap.closed"
-    record_change(session, caller, action=action, entity=gap, client_id=gap.client_id, before=before)
+    return ("gap.reopened" if until is None else "gap.closed"), before
 
 
 def _end(gap: ComplianceGap, until: dt.date | None, closed_by: uuid.UUID | None, cause: str) -> None:

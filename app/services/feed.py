@@ -60,36 +60,27 @@ class CursorExpired(SiltaError):
     status, code, title = 410, "cursor_expired", "Events after this cursor are no longer kept"
 
 
-def publish(session: Session, changes: list[dict[str, Any]], change_event_id: int | None) -> list[dict[str, Any]]:
-    """Turn one transaction's changes into feed events (called from its ``before_commit``)."""
-    clients = {uuid.UUID(change["client_id"]) for change in changes if change["client_id"]}
+def publish(session: Session, writes: list[tuple[list[dict[str, Any]], int | None]]) -> list[dict[str, Any]]:
+    """Turn writes' changes into feed events (called from the ``before_commit`` of their transaction).
+
+    ``writes``: each write's changes with its change entry, in the order they happened; a region's
+    events get consecutive seqs in that order, as if each write had committed on its own. Who
+    holds each client is read once, here: as each write would see it for a single write, and for
+    an import's lines too, which never change who holds a client.
+    """
+    clients = {uuid.UUID(change["client_id"]) for changes, _ in writes for change in changes if change["client_id"]}
     holders, responsibility, protected = _holders(session, clients)
     occurred_at = utcnow()
     pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for change in changes:
-        if change["entity_type"] in NOT_IN_FEED:
-            continue
-        client_id = uuid.UUID(change["client_id"]) if change["client_id"] else None
-        regions = _named_regions(change) | holders.get(client_id, set())
-        for region in regions:
-            data = change["after"] if change["after"] is not None else change["before"] or {}
-            masked = client_id in protected and data.get("region") != region  # shown only to its own region
-            if masked and change["entity_type"] == "responsibility_period":
-                data = {**data, "municipality": None}
-            if change["entity_type"] == "client" and client_id in responsibility:
-                data = {**data, "responsibility": _as_seen(responsibility[client_id], region, client_id in protected)}
-            pending[region].append(
-                {
-                    "region": region,
-                    "type": change["action"],
-                    "occurred_at": occurred_at,
-                    "client_id": client_id,
-                    "entity_type": change["entity_type"],
-                    "entity_id": change["entity_id"],
-                    "change_event_id": change_event_id,
-                    "data": data,
-                }
-            )
+    for changes, change_event_id in writes:
+        for change in changes:
+            if change["entity_type"] in NOT_IN_FEED:
+                continue
+            client_id = uuid.UUID(change["client_id"]) if change["client_id"] else None
+            for region in _named_regions(change) | holders.get(client_id, set()):
+                pending[region].append(
+                    _event(change, region, client_id, change_event_id, occurred_at, responsibility, protected)
+                )
     rows: list[dict[str, Any]] = []
     for region in sorted(pending):  # always in the same order: two writers never wait for each other in a cycle
         events = pending[region]
@@ -106,6 +97,34 @@ def publish(session: Session, changes: list[dict[str, Any]], change_event_id: in
         session.execute(insert(FeedEvent), rows)
         outbox.enqueue(session, rows)
     return rows
+
+
+def _event(
+    change: dict[str, Any],
+    region: str,
+    client_id: uuid.UUID | None,
+    change_event_id: int | None,
+    occurred_at: dt.datetime,
+    responsibility: dict[uuid.UUID, dict[str, dict[str, Any]]],
+    protected: set[uuid.UUID],
+) -> dict[str, Any]:
+    """The event ``region`` reads about one change: the new state, as that region may see it."""
+    data = change["after"] if change["after"] is not None else change["before"] or {}
+    masked = client_id in protected and data.get("region") != region  # shown only to its own region
+    if masked and change["entity_type"] == "responsibility_period":
+        data = {**data, "municipality": None}
+    if change["entity_type"] == "client" and client_id in responsibility:
+        data = {**data, "responsibility": _as_seen(responsibility[client_id], region, client_id in protected)}
+    return {
+        "region": region,
+        "type": change["action"],
+        "occurred_at": occurred_at,
+        "client_id": client_id,
+        "entity_type": change["entity_type"],
+        "entity_id": change["entity_id"],
+        "change_event_id": change_event_id,
+        "data": data,
+    }
 
 
 def _named_regions(change: dict[str, Any]) -> set[str]:

@@ -79,12 +79,19 @@ async def organiser_codes(session: AsyncSession) -> set[str]:
 async def resolve_residence(session: AsyncSession, data: ResidenceIn) -> tuple[str | None, str | None, str | None]:
     """(region, municipality, outside) of a residence given by region, municipality or outside."""
     municipality = await session.get(Municipality, data.residence_municipality) if data.residence_municipality else None
+    return residence_of(data, municipality, await organiser_codes(session))
+
+
+def residence_of(
+    data: ResidenceIn, municipality: Municipality | None, organisers: set[str]
+) -> tuple[str | None, str | None, str | None]:
+    """``resolve_residence`` with the given municipality's row (None if unknown) and the organising regions."""
     return rules.resolve_residence(
         region=data.residence_region,
         municipality=data.residence_municipality,
         outside=data.residence_outside,
         municipality_region=municipality.region_code if municipality else None,
-        organiser_regions=await organiser_codes(session),
+        organiser_regions=organisers,
     )
 
 

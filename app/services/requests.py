@@ -69,21 +69,49 @@ async def open_request(
         if pending is not None:
             return pending
     receiver = await state.region(session, to_region)
-    request = CoordinationRequest(
-        client_id=client.id,
+    request = new_request(
+        caller,
+        client.id,
         kind=kind,
-        from_region=from_region or caller.region or to_region,
         to_region=to_region,
         due_date=due_date or on + dt.timedelta(days=receiver.grace_days),
         message=message,
-        details=details or {},
-        created_by=caller.subject,
+        details=details,
+        from_region=from_region,
         pair_id=pair_id,
         cost_decision_id=cost_decision_id,
     )
     session.add(request)
     record_change(session, caller, action="request.created", entity=request, client_id=client.id)
     return request
+
+
+def new_request(
+    caller: Caller,
+    client_id: uuid.UUID,
+    *,
+    kind: RequestKind,
+    to_region: str,
+    due_date: dt.date,
+    message: str = "",
+    details: dict[str, Any] | None = None,
+    from_region: str | None = None,
+    pair_id: uuid.UUID | None = None,
+    cost_decision_id: uuid.UUID | None = None,
+) -> CoordinationRequest:
+    """The request row ``open_request`` adds (imports build many without the database)."""
+    return CoordinationRequest(
+        client_id=client_id,
+        kind=kind,
+        from_region=from_region or caller.region or to_region,
+        to_region=to_region,
+        due_date=due_date,
+        message=message,
+        details=details or {},
+        created_by=caller.subject,
+        pair_id=pair_id,
+        cost_decision_id=cost_decision_id,
+    )
 
 
 def request_public(request: CoordinationRequest, on: dt.date | None = None) -> CoordinationRequestPublic:

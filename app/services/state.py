@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.domain.responsibility import ORGANISING, RESIDENCE, Holders
-from app.errors import NotFound
+from app.errors import NotFound, Unprocessable
 from app.models.assignment import Assignment, ComplianceGap
 from app.models.client import ResponsibilityPeriod
 from app.models.region import Region
@@ -96,7 +96,26 @@ async def all_rows(
 
 
 async def region(session: AsyncSession, code: str) -> Region:
-    found = await session.get(Region, code)
+    return found_region(await session.get(Region, code), code)
+
+
+def found_region(found: Region | None, code: str) -> Region:
     if found is None:
         raise NotFound(f"region {code} not found", code="region_not_found")
     return found
+
+
+def organiser(region: Region) -> Region:
+    """The region, if it organises aftercare (the others cannot register clients or have workers)."""
+    if not region.organiser:
+        raise Unprocessable(f"region {region.code} organises no aftercare", code="unknown_region")
+    return region
+
+
+def in_force(periods: Iterable[ResponsibilityPeriod], on: dt.date) -> dict[str, ResponsibilityPeriod]:
+    """``periods_on`` for periods already loaded: what ``running_periods`` selects, then ``first_of_each``."""
+    return first_of_each(
+        period
+        for period in periods
+        if period.retracted_at is None and (period.valid_to is None or period.valid_to > on)
+    )

@@ -16,6 +16,7 @@ from app.models.assignment import Assignment
 from app.models.client import Client
 from app.models.common import PairStatus, RequestKind, utcnow
 from app.models.pair import WorkPair
+from app.models.region import Region
 from app.models.worker import AffectedClient, Worker, WorkerCreate, WorkerPublic, WorkerUpdate, WorkerUpdated
 from app.services import state
 from app.services.assignments import close_assignment
@@ -34,10 +35,7 @@ def worker_public(worker: Worker) -> WorkerPublic:
 async def create_worker(session: AsyncSession, caller: Caller, data: WorkerCreate) -> WorkerPublic:
     """Add a worker to the coordinator's own region."""
     caller.require_coordinator_of(data.region)
-    if not (await state.region(session, data.region)).organiser:
-        raise Unprocessable(f"region {data.region} organises no aftercare", code="unknown_region")
-    worker = Worker.model_validate(data)
-    worker.active_from = today()
+    worker = new_worker(await state.region(session, data.region), data)
     session.add(worker)
     try:
         await session.flush()
@@ -47,6 +45,14 @@ async def create_worker(session: AsyncSession, caller: Caller, data: WorkerCreat
     record_change(session, caller, action="worker.created", entity=worker, client_id=None)
     await session.commit()
     return worker_public(worker)
+
+
+def new_worker(region: Region, data: WorkerCreate) -> Worker:
+    """The worker row ``create_worker`` adds, active from today (imports build many without the database)."""
+    state.organiser(region)
+    worker = Worker.model_validate(data)
+    worker.active_from = today()
+    return worker
 
 
 async def get_worker(session: AsyncSession, caller: Caller, worker_id: uuid.UUID) -> WorkerPublic:
