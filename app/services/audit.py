@@ -171,10 +171,13 @@ def _change_entries(session: Session, caller: Caller, writes: list[list[dict[str
         entry.mac = entry_mac(key, "change", entry)
         entries.append(entry.model_dump(exclude={"id"}))
         touched.append(clients)
-    inserted = session.execute(
-        insert(ChangeEvent).returning(col(ChangeEvent.id), sort_by_parameter_order=True), entries
-    ).scalars()
-    ids: list[int | None] = list(inserted)
+    # RETURNING in any order, matched by the MACs (unique: each covers rows and a time of its own), so
+    # that SQLite, too, inserts them in one executemany rather than one statement per entry
+    table = ChangeEvent.__table__  # type: ignore[attr-defined]
+    inserted = dict(session.execute(table.insert().returning(table.c.mac, table.c.id), entries).all())
+    if len(inserted) != len(entries):
+        raise RuntimeError("two change entries with the same MAC")  # each entry names its own new rows
+    ids: list[int | None] = [inserted[entry["mac"]] for entry in entries]
     links = [
         {"event_id": entry_id, "client_id": uuid.UUID(client)}
         for entry_id, clients in zip(ids, touched, strict=True)

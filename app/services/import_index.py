@@ -20,7 +20,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.access import Caller
+from app.domain.personal_id import parse_personal_id
 from app.domain.responsibility import ORGANISING, RESIDENCE
+from app.errors import SiltaError
 from app.models.assignment import Assignment
 from app.models.client import Client, ClientExternalId, ResponsibilityPeriod
 from app.models.imports import AssignmentLine, ClientLine, ImportLine, WorkerLine
@@ -28,6 +30,7 @@ from app.models.region import Municipality, Region
 from app.models.worker import Worker
 from app.services import state
 from app.services.clock import today
+from app.services.vault import vault_of
 
 Key = tuple[str, str]
 IN_LIST = 500  # values per IN (...): well under SQLite's and asyncpg's parameter limits
@@ -85,6 +88,7 @@ class ImportIndex:
     held: set[uuid.UUID] = field(default_factory=set)  # clients the caller's region holds or held
     assignments: set[tuple[uuid.UUID, str, uuid.UUID, dt.date]] = field(default_factory=set)  # not retracted
     running: set[tuple[uuid.UUID, str, uuid.UUID]] = field(default_factory=set)  # running today
+    registered: set[str] = field(default_factory=set)  # the file's identity codes' hashes that are stored
 
     @classmethod
     async def load(cls, session: AsyncSession, caller: Caller, lines: Sequence[ImportLine]) -> ImportIndex:
@@ -92,6 +96,7 @@ class ImportIndex:
         region = caller.writer_region()
         await index._load_workers(session, _worker_keys(lines, region))
         await index._load_clients(session, region, _client_keys(lines))
+        await index._load_registered(session, lines)
         return index
 
     def has_assignment(self, line: AssignmentLine, client_id: uuid.UUID, worker_id: uuid.UUID) -> bool:
@@ -125,6 +130,19 @@ class ImportIndex:
         ids = sorted(set(self.clients.values()))
         for chunk in _chunks(ids):
             await self._load_held(session, region, chunk)
+
+    async def _load_registered(self, session: AsyncSession, lines: Iterable[ImportLine]) -> None:
+        vault = vault_of(session)
+        digests = set()
+        for line in lines:
+            if isinstance(line, ClientLine):
+                try:
+                    digests.add(vault.lookup(parse_personal_id(line.personal_id, accept_temporary=True).code))
+                except SiltaError:
+                    continue  # reported when the line runs
+        for chunk in _chunks(sorted(digests)):
+            statement = select(Client.personal_id_hash).where(col(Client.personal_id_hash).in_(chunk))
+            self.registered.update(await session.exec(statement))
 
     async def _load_held(self, session: AsyncSession, region: str, chunk: Sequence[Any]) -> None:
         """The access rule of ``access.held``, for many clients at once; then their rows and assignments."""

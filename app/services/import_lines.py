@@ -1,9 +1,12 @@
 """One import line each: find the entity by its source system's key, then create, update or leave it.
 
-Every write goes through the service the API uses (``create_worker``, ``update_worker``,
-``clients.register``, ``update_client``, ``create_assignment``), so each rule, permission and
-change entry is exactly the API's. A line raises the ``SiltaError`` the API would answer with;
-the caller of these functions turns it into a per-line error.
+New workers, new clients and assignments of clients created in the same transaction take the
+set-based path (``app.services.import_bulk``, which builds them with the services' own builders
+and rules); every other write goes through the service the API uses (``create_worker``,
+``update_worker``, ``clients.register``, ``update_client``, ``create_assignment``), after the
+set-based path has written what it holds (``ImportContext.by_services``). Either way each rule,
+permission and change entry is exactly the API's. A line raises the ``SiltaError`` the API would
+answer with; the caller of these functions turns it into a per-line error.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from app.models.imports import AssignmentLine, ClientLine, WorkerLine
 from app.models.worker import Worker, WorkerCreate, WorkerUpdate
 from app.services import assignments, clients, workers
 from app.services.access import client_for, fully_involved
+from app.services.clock import today
+from app.services.import_bulk import Bulk
 from app.services.import_index import ImportIndex, StoredClient, StoredWorker, stored_client
 from app.services.vault import vault_of
 
@@ -56,6 +61,16 @@ class ImportContext:
     codes: dict[str, FirstSeen] = field(default_factory=dict)  # identity code -> its first line
     shown: set[uuid.UUID] = field(default_factory=set)  # clients a line's error told the caller about
     reference: list[Any] = field(default_factory=list)  # regions and municipalities, held for the session
+    bulk: Bulk | None = None  # the set-based path of the current transaction (app.services.import_bulk)
+
+    async def by_services(
+        self, session: AsyncSession, *, client_id: uuid.UUID | None = None, worker_id: uuid.UUID | None = None
+    ) -> None:
+        """Before a line goes through the services: write what the set-based path holds, and let it
+        forget the client or worker the line may change."""
+        if self.bulk is not None:
+            await self.bulk.flush(session)
+            self.bulk.forget(client_id=client_id, worker_id=worker_id)
 
 
 async def import_worker(
@@ -68,14 +83,21 @@ async def import_worker(
     worker_id = ctx.index.workers.get(key)
     if worker_id is None:
         data = line.model_dump(include={"name", "role", "service", "email", "external_id"} & line.model_fields_set)
-        created = await workers.create_worker(session, caller, WorkerCreate.model_validate({**data, "region": region}))
-        ctx.index.workers[key] = created.id
+        new = WorkerCreate.model_validate({**data, "region": region})
+        if ctx.bulk is not None:
+            ctx.index.workers[key] = ctx.bulk.worker(new)
+        else:
+            ctx.index.workers[key] = (await workers.create_worker(session, caller, new)).id
         return "created"
-    stored = ctx.index.worker_rows.get(worker_id) or await _stored_worker(session, worker_id)
+    stored = ctx.index.worker_rows.get(worker_id) or (ctx.bulk and ctx.bulk.workers.get(worker_id))
+    if not stored:
+        await ctx.by_services(session)
+        stored = await _stored_worker(session, worker_id)
     given = [name for name in WORKER_MUTABLE if name in line.model_fields_set]
     changes = {name: getattr(line, name) for name in given if getattr(stored, name) != getattr(line, name)}
     if not changes:
         return "unchanged"
+    await ctx.by_services(session, worker_id=worker_id)
     await workers.update_worker(session, caller, worker_id, WorkerUpdate.model_validate(changes))
     ctx.index.worker_rows.pop(worker_id, None)
     return "updated"
@@ -93,7 +115,8 @@ async def import_client(
     address protection updated; any other difference is ``conflicting_data``."""
     caller.writer_region()
     assert line.source_system is not None
-    code = parse_personal_id(line.personal_id, accept_temporary=ctx.settings.accept_temporary_ids).code
+    pid = parse_personal_id(line.personal_id, accept_temporary=ctx.settings.accept_temporary_ids)
+    code = pid.code
     key = (line.source_system, line.external_id)
     client_id = ctx.index.clients.get(key)
     if client_id is not None:
@@ -109,12 +132,17 @@ async def import_client(
         raise DuplicateClient(f"line {first.line} has the same identity code under external id {first.external_id}")
     data = line.model_dump(exclude={"type", "source_system", "external_id", "external_ids"}, exclude_unset=True)
     data["external_ids"] = [{"system": line.source_system, "id": line.external_id}]
-    try:
-        client = await clients.register(session, caller, ClientCreate.model_validate(data), settings=ctx.settings)
-    except DuplicateClient:
-        raise await _duplicate(session, caller, code, line.source_system) from None
-    ctx.index.clients[key] = client.id
-    ctx.index.held.add(client.id)  # registering needs the caller's region to hold a responsibility
+    new = ClientCreate.model_validate(data)
+    if ctx.bulk is not None and vault_of(session).lookup(code) not in ctx.index.registered:
+        client_id = ctx.bulk.client(new, pid)
+    else:
+        await ctx.by_services(session)
+        try:
+            client_id = (await clients.register(session, caller, new, settings=ctx.settings)).id
+        except DuplicateClient:
+            raise await _duplicate(session, caller, code, line.source_system) from None
+    ctx.index.clients[key] = client_id
+    ctx.index.held.add(client_id)  # registering needs the caller's region to hold a responsibility
     return "created"
 
 
@@ -141,6 +169,7 @@ async def _update_client(
 ) -> Outcome:
     if client_id not in ctx.index.held:
         raise Conflict("an external id is already linked to another client", code="duplicate_external_id")
+    await ctx.by_services(session, client_id=client_id)
     stored: StoredClient = ctx.index.client_rows.get(client_id) or await stored_client(
         session, await client_for(session, caller, client_id)
     )
@@ -187,6 +216,15 @@ async def import_assignment(
         )
     if ctx.index.has_assignment(line, client_id, worker_id) and client_id in ctx.index.held:
         return "unchanged"
+    bulk, responsibility = ctx.bulk, line.responsibility.value
+    if (
+        bulk
+        and bulk.can_assign(client_id, worker_id)
+        and bulk.assignment(client_id, worker_id, responsibility, line.start_date)
+    ):
+        ctx.index.add_assignment(client_id, responsibility, worker_id, line.start_date or today())
+        return "created"
+    await ctx.by_services(session, client_id=client_id)
     data = AssignmentCreate(responsibility=line.responsibility, worker_id=worker_id, start_date=line.start_date)
     created = await assignments.create_assignment(session, caller, client_id, data)
     ctx.index.add_assignment(client_id, created.responsibility.value, worker_id, created.start_date)

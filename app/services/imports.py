@@ -1,8 +1,9 @@
 """Bulk import of a JSON Lines file of workers, clients and assignments (API.md "Integration").
 
 Each line is ``{"type": "worker" | "client" | "assignment", "source_system": ..., ...}`` and is
-applied, in file order, by the same service the matching API call uses (``import_lines``), so
-every rule, permission and change entry is the API's: an applied line leaves one change entry.
+applied, in file order, by the rules and builders the matching API call uses (``import_lines``;
+new rows in bulk, ``import_bulk``), so every rule, permission and change entry is the API's: an
+applied line leaves one change entry.
 
 - **Keys.** Clients are found by (source system, ``external_id``) in ``client_external_id``;
   workers by (region, ``external_id``), the key the worker table has; assignments by client,
@@ -23,22 +24,28 @@ every rule, permission and change entry is the API's: an applied line leaves one
   this link, is ``duplicate_client``. Identity codes never appear in the report.
 - **Transactions.** A dry run, and an atomic import, run the whole file in one
   ``OuterTransaction``, then one rollback (dry run, or any error with ``atomic``) or commit. They
-  first run without savepoints (two statements a line saved); if a line fails, that run is
-  rolled back and the file runs again with each line in its own savepoint: a failing line is
-  rolled back to it and reported and the next lines still run, so every error is found. A
-  non-atomic import always uses savepoints and commits every ``BATCH_LINES`` lines, so other
-  writers wait for one batch, not the whole file. An atomic import holds its locks to the end:
-  on SQLite that is the database's one write lock (other writers get 503 after 10 s), on
-  PostgreSQL the rows of the clients and workers it touched; run big atomic imports off-peak.
-- **Cost.** What every line would look up (keys, the caller's view of the clients, their
-  assignments) is read for the whole file in a few statements (``import_index``); the rest is
-  the services' own work, commit hook included (``benchmarks/imports.py``).
+  first run without savepoints (two statements a line saved); if a line through the services
+  fails, that run is rolled back and the file runs again with each line in its own savepoint: a
+  failing line is rolled back to it and reported and the next lines still run, so every error is
+  found. A non-atomic import always uses savepoints and commits every ``BATCH_LINES`` lines or
+  ``BATCH_SECONDS``, whichever comes first, so other writers wait for one batch, not the whole
+  file. An atomic import holds its locks to the end: on SQLite that is the database's one write
+  lock (other writers get 503 after 10 s), on PostgreSQL the rows of the clients and workers it
+  touched and its regions' feed rows; run big atomic imports off-peak.
+- **Cost.** What every line would look up (keys, stored identity codes, the caller's view of the
+  clients, their assignments) is read for the whole file in a few statements (``import_index``).
+  Lines that create take the set-based path (``import_bulk``): checked in memory by the services'
+  rules and written a few statements per table, so a file costs about the same statements for 10
+  lines or 10,000 (``benchmarks/imports.py``). If the database still refuses such a row (another
+  writer registered the same code meanwhile), the transaction's lines run again through the
+  services, which report the line as the API would.
 """
 
 from __future__ import annotations
 
+import copy
+import time
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DataError, IntegrityError
@@ -52,13 +59,18 @@ from app.domain.access import Caller
 from app.domain.personal_id import parse_personal_id
 from app.errors import ImportRefused, SiltaError
 from app.models.client import Client
-from app.models.imports import ClientLine, ImportLine, ImportReport, LineError, WorkerLine
+from app.models.imports import AssignmentLine, ClientLine, ImportLine, ImportReport, LineError, WorkerLine
 from app.services.audit import record_access
+from app.services.import_bulk import Bulk, BulkConflict
 from app.services.import_index import ImportIndex, reference_rows
 from app.services.import_lines import FirstSeen, ImportContext, import_assignment, import_client, import_worker
 from app.services.import_parsing import Parsed, parse
+from app.services.vault import vault_of
 
-BATCH_LINES = 100  # a few seconds of locks at most: SQLite's other writers wait 10 s before they give up
+SET_BASED = True  # new rows in bulk (app.services.import_bulk); the tests run every file both ways
+BATCH_LINES = 1000  # a non-atomic import commits after this many lines,
+BATCH_SECONDS = 2.0  # or sooner, after this long: SQLite's other writers wait 10 s before they give up
+FLUSH_LINES = 1000  # the set-based path writes at least this often (bounded memory and IN lists)
 
 
 async def import_file(
@@ -109,46 +121,81 @@ class Run:
     within: AsyncConnection | None
 
     async def lines(self, parsed: Parsed, *, savepoints: bool) -> tuple[ImportReport, ImportContext] | None:
-        """Apply the lines in batches (one for a dry run or an atomic import); None when a line failed
+        """Apply the lines in transactions (one for a dry run or an atomic import); None when a line failed
         without ``savepoints`` (nothing is kept then: the caller runs again with them)."""
         report = ImportReport(dry_run=self.dry_run, atomic=self.atomic, applied=False, lines=len(parsed))
         ctx = ImportContext(settings=self.settings)
         for number, line in parsed:
             if isinstance(line, ClientLine):
                 _note_code(ctx, number, line)
-        size = len(parsed) if self.dry_run or self.atomic else BATCH_LINES
-        for position, batch in enumerate(_batches(parsed, size)):
+        start, bulk = 0, SET_BASED
+        while start < len(parsed):
+            kept = copy.deepcopy((report, ctx.index, ctx.shown)) if bulk else None
             outer = OuterTransaction(self.factory, savepoints=savepoints, within=self.within)
             session = await outer.begin()
             try:
-                if position == 0:
+                if start == 0:
                     lines = [line for _, line in parsed if not isinstance(line, LineError)]
                     ctx.index = await ImportIndex.load(session, self.caller, lines)
-                complete = await self._batch(session, batch, report, ctx, stop_on_failure=not savepoints)
+                ctx.reference = await reference_rows(session)
+                ctx.bulk = await self._bulk(session, parsed[start:], ctx) if bulk else None
+                end, complete = await self._transaction(session, parsed, start, report, ctx, savepoints=savepoints)
+                if complete and ctx.bulk is not None:  # else the transaction is rolled back already
+                    await ctx.bulk.flush(session)
                 keep = complete and not self.dry_run and not (self.atomic and report.failed)
+            except BulkConflict:
+                await outer.rollback()
+                assert kept is not None
+                report, ctx.index, ctx.shown = kept
+                bulk = False  # another writer got there first: these lines again, through the services
+                continue
             except BaseException:
                 await outer.rollback()
                 raise
             await (outer.commit() if keep else outer.rollback())
             if not complete:
                 return None
+            start, bulk = end, SET_BASED
         return report, ctx
 
-    async def _batch(
+    async def _bulk(self, session: AsyncSession, ahead: Parsed, ctx: ImportContext) -> Bulk:
+        """The set-based path for a transaction, with the stored workers its assignment lines name."""
+        region = self.caller.writer_region()
+        named = {
+            ctx.index.workers.get((region, line.worker_external_id))
+            for _, line in ahead[: self._limit(len(ahead))]
+            if isinstance(line, AssignmentLine)
+        }
+        workers = {worker_id for worker_id in named if worker_id is not None}
+        return await Bulk.begin(session, self.caller, vault_of(session), ctx.reference, workers)
+
+    def _limit(self, remaining: int) -> int:
+        """How many of the remaining lines one transaction may take."""
+        return remaining if self.dry_run or self.atomic else min(remaining, BATCH_LINES)
+
+    async def _transaction(
         self,
         session: AsyncSession,
-        batch: Sequence[tuple[int, ImportLine | LineError]],
+        parsed: Parsed,
+        start: int,
         report: ImportReport,
         ctx: ImportContext,
         *,
-        stop_on_failure: bool,
-    ) -> bool:
-        """The lines of one transaction; False when one failed in a session without savepoints."""
-        ctx.reference = await reference_rows(session)
-        for number, line in batch:
-            if not await _apply(session, self.caller, number, line, report, ctx) and stop_on_failure:
-                return False
-        return True
+        savepoints: bool,
+    ) -> tuple[int, bool]:
+        """The lines of one transaction, from ``start``: where the next begins, and False when a line
+        failed in a session without savepoints."""
+        began = time.monotonic()
+        end = start + self._limit(len(parsed) - start)
+        for position in range(start, end):
+            number, line = parsed[position]
+            if not await _apply(session, self.caller, number, line, report, ctx) and not savepoints:
+                return position + 1, False
+            if ctx.bulk is not None and len(ctx.bulk.writes) >= FLUSH_LINES:
+                await ctx.bulk.flush(session)
+            if not (self.dry_run or self.atomic) and time.monotonic() - began > BATCH_SECONDS:
+                return position + 1, True
+        return end, True
 
     async def log_shown(self, ctx: ImportContext) -> None:
         """The report named these clients (their other systems' ids, or how they differ): an access entry."""
@@ -185,11 +232,6 @@ def _note_code(ctx: ImportContext, number: int, line: ClientLine) -> None:
     except SiltaError:
         return  # reported when the line runs
     ctx.codes.setdefault(code, FirstSeen(line=number, system=line.source_system, external_id=line.external_id))
-
-
-def _batches(parsed: Parsed, size: int) -> Iterator[Sequence[tuple[int, ImportLine | LineError]]]:
-    for start in range(0, len(parsed), max(size, 1)):
-        yield parsed[start : start + max(size, 1)]
 
 
 async def _apply(

@@ -13,13 +13,20 @@ from sqlalchemy import text
 from app import middleware
 from app.errors import Unprocessable
 from app.services import clients as client_service
-from app.services import import_parsing
+from app.services import import_bulk, import_parsing
 from app.services import imports as import_service
 from app.services.clock import today
 from tests.api.helpers import new_hetu
 
 START = (today() - dt.timedelta(days=30)).isoformat()
 NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+@pytest.fixture(autouse=True, params=["set-based", "services"])
+def import_path(request, monkeypatch) -> str:
+    """Every test runs on both paths: new rows in bulk, and every line through the API's services."""
+    monkeypatch.setattr(import_service, "SET_BASED", request.param == "set-based")
+    return request.param
 
 
 def coord(auth, region: str = "05") -> dict[str, str]:
@@ -240,6 +247,15 @@ async def test_a_line_failing_after_its_writes_leaves_nothing_behind(api, auth, 
             raise Unprocessable("late failure", code="late_failure")
 
     monkeypatch.setattr(client_service, "reconcile", failing)
+    real_plan = import_bulk.plan_gaps
+
+    def failing_plan(client, periods, assignments, rows):  # the set-based path's reconcile
+        plan = real_plan(client, periods, assignments, rows)
+        if client.first_name == "Boom":
+            raise Unprocessable("late failure", code="late_failure")
+        return plan
+
+    monkeypatch.setattr(import_bulk, "plan_gaps", failing_plan)
     body = jsonl(client("c1", new_hetu(), first_name="Boom"), client("c2", new_hetu()))
     response = await post_import(api, coord(auth), body, atomic=atomic)
     assert report_of(response)["errors"] == [{"line": 1, "code": "late_failure", "detail": "late failure"}]
@@ -272,6 +288,22 @@ async def test_a_line_failing_in_its_own_commit_leaves_no_change_entry(api, auth
         return request
 
     monkeypatch.setattr(client_service, "open_request", misdirected)
+    real_registration, real_request, booms = import_bulk.registration, import_bulk.new_request, set()
+
+    def noted(caller_region, data, *args):
+        new = real_registration(caller_region, data, *args)
+        if data.first_name == "Boom":
+            booms.add(new.client.id)
+        return new
+
+    def misdirected_in_bulk(caller, client_id, **kwargs):  # refused when the bulk is written: the file
+        request = real_request(caller, client_id, **kwargs)  # then runs again through the services
+        if client_id in booms:
+            request.to_region = "99"
+        return request
+
+    monkeypatch.setattr(import_bulk, "registration", noted)
+    monkeypatch.setattr(import_bulk, "new_request", misdirected_in_bulk)
     lines = [client("c1", new_hetu(), first_name="Boom", residence_region="08"), client("c2", new_hetu())]
     response = await post_import(api, coord(auth), jsonl(*lines), atomic="false")
     assert response.json()["errors"] == [
