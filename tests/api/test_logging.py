@@ -72,6 +72,7 @@ async def test_every_log_line_is_json_with_its_request_id_and_names_no_one(api, 
     assert logs.MASK not in written  # nothing even tried to log one: the mask was not needed
 
 
+@pytest.mark.logs_identity_codes
 def test_identity_codes_are_masked_in_messages_extras_and_tracebacks():
     stream = io.StringIO()
     logger = logging.getLogger("silta.test-mask")
