@@ -4,9 +4,10 @@ Every record a logger hands to its handlers — propagating or not, whatever han
 ``logs.configure`` (which removes the root's) has installed — is checked three times:
 
 - raw: the message, each of its args (``str`` and ``repr``), the formatted exception (chained
-  ones included) and every other attribute of the record, extras and stack included. This is the
-  check that matters: ``logs.JsonLines`` masks anything shaped like a code, so its output alone
-  would pass even if the app logged one;
+  ones included) and every other attribute of the record, extras and stack included, once the
+  filters of ``logs.handler`` have stamped it with its request id. This is the check that
+  matters: ``logs.JsonLines`` masks anything shaped like a code, so its output alone would pass
+  even if the app logged one;
 - as ``logs.JsonLines`` renders it before its mask (which sees what ``repr`` may not, e.g. a
   dataclass field with ``repr=False``), and after it (a code there means the mask failed).
 
@@ -23,6 +24,7 @@ first six characters). A test that logs codes on purpose (to test the mask) is m
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import re
 import traceback
@@ -97,12 +99,17 @@ def raw_texts(record: logging.LogRecord) -> Iterator[tuple[str, str]]:
                 yield f"attribute {name!r}", text
 
 
-def findings(record: logging.LogRecord, formatter: logs.JsonLines) -> list[str]:
-    """Where ``record`` carries an identity code: raw, and as ``formatter`` writes it before and after its mask."""
-    found = [finding for where, text in raw_texts(record) for finding in scan(where, text)]
-    try:  # copies: a formatter caches text on the record
-        unmasked = JsonFormatter.format(formatter, copy.copy(record))
-        formatted = formatter.format(copy.copy(record))
+def findings(record: logging.LogRecord, production: logging.Handler) -> list[str]:
+    """Where ``record`` carries an identity code as the ``production`` handler would write it: raw, once its
+    filters have stamped it (the request id comes from a context variable), and formatted before and after
+    the mask."""
+    stamped = copy.copy(record)  # copies: filters and formatters write on the record
+    production.filter(stamped)
+    found = [finding for where, text in raw_texts(stamped) for finding in scan(where, text)]
+    formatter = production.formatter
+    try:
+        unmasked = JsonFormatter.format(formatter, copy.copy(stamped))
+        formatted = formatter.format(copy.copy(stamped))
     except Exception as exc:
         return [*found, f"the formatter failed: {type(exc).__name__}"]
     found += [*scan("formatted before the mask", unmasked), *scan("formatted", formatted)]
@@ -124,7 +131,7 @@ class LogGuard(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.json = logs.JsonLines()
+        self.production = logs.handler(io.StringIO())  # only its filters and formatter are used
         self.test = NOT_IN_A_TEST
         self.expecting = False  # the running test is marked logs_identity_codes
         self.checked: Counter[str] = Counter()  # records per logger
@@ -136,7 +143,7 @@ class LogGuard(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.checked[record.name] += 1
-        found = findings(record, self.json)
+        found = findings(record, self.production)
         if found and self.expecting:
             self.expected[self.test] += 1
         elif found:

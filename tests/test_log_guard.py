@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import sys
 import textwrap
@@ -33,7 +34,7 @@ def raised(exc: BaseException) -> BaseException:
 
 
 def found_in(rec: logging.LogRecord) -> list[str]:
-    return findings(rec, logs.JsonLines())
+    return findings(rec, logs.handler(io.StringIO()))
 
 
 def places(rec: logging.LogRecord) -> list[str]:
@@ -74,7 +75,17 @@ def test_a_mask_that_fails_is_found_in_the_formatted_line():
         def format(self, record: logging.LogRecord) -> str:
             return JsonFormatter.format(self, record)
 
-    assert any(f.startswith("formatted:") for f in findings(record(given=CODE_B), Unmasked()))
+    production = logs.handler(io.StringIO())
+    production.setFormatter(Unmasked())
+    assert any(f.startswith("formatted:") for f in findings(record(given=CODE_B), production))
+
+
+def test_a_code_in_the_request_id_the_handler_stamps_on_the_record_is_found():
+    token = logs.current_request_id.set(f"register-{CODE_A}")  # as while a request is served
+    try:
+        assert places(record()) == ["attribute 'request_id'", "formatted before the mask"]
+    finally:
+        logs.current_request_id.reset(token)
 
 
 @pytest.mark.parametrize("sign", sorted(CENTURY))
