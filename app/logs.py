@@ -7,7 +7,7 @@ instead of the raw URL (which may carry ids in its path and anything in its quer
 
 Identity codes are kept out of logs by what is logged (templates, not URLs; exception types, not
 their messages), and the formatter masks anything shaped like one in the finished line as a last
-guard, tracebacks included.
+guard, tracebacks included. The test suite checks every record before that mask (``tests/log_guard.py``).
 """
 
 from __future__ import annotations

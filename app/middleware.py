@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import current_request_id
+from app.logs import IDENTITY_CODE, current_request_id
 from app.metrics import UNMATCHED, Metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
@@ -29,7 +29,11 @@ def body_limit(path: str) -> int:
 
 
 class RequestIdMiddleware:
-    """Echo a sane ``X-Request-ID`` (or make one) and keep it in ``scope['state']``."""
+    """Echo a sane ``X-Request-ID`` (or make one) and keep it in ``scope['state']``.
+
+    A given id holding something shaped like an identity code is replaced too: the id goes into every
+    log line of the request and into the audit tables, which must never hold a code in the clear.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,7 +43,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.match(given) else str(uuid.uuid4())
+        sane = REQUEST_ID.match(given) and not IDENTITY_CODE.search(given)
+        request_id = given if sane else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:

@@ -144,7 +144,8 @@ def _header_parameter(name: str, description: str, schema: dict[str, Any]) -> di
 PARAMETERS = {
     "X-Request-ID": _header_parameter(
         "X-Request-ID",
-        "Correlates the request with Silta's logs; echoed when it matches the pattern, otherwise replaced.",
+        "Correlates the request with Silta's logs; echoed when it matches the pattern and holds nothing shaped"
+        " like an identity code, otherwise replaced.",
         {"type": "string", "pattern": REQUEST_ID.pattern},
     ),
     "Idempotency-Key": _header_parameter(

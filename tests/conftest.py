@@ -1,7 +1,8 @@
 """Shared fixtures: a migrated database per backend, test signing keys, an HTTP client.
 
 API tests run once on SQLite and once on PostgreSQL. PostgreSQL missing: a failure in CI
-(``CI=true``), a skip with a clear message elsewhere.
+(``CI=true``), a skip with a clear message elsewhere. No identity code may be logged meanwhile
+(``tests/log_guard.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ MUTABLE_TABLES = [
     "worker",
 ]
 CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
+pytest_plugins = ["pytester", "tests.log_guard"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

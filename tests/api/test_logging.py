@@ -8,6 +8,7 @@ import logging
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from app import logs
 from tests.api.helpers import client_body, new_hetu
@@ -72,6 +73,7 @@ async def test_every_log_line_is_json_with_its_request_id_and_names_no_one(api, 
     assert logs.MASK not in written  # nothing even tried to log one: the mask was not needed
 
 
+@pytest.mark.logs_identity_codes
 def test_identity_codes_are_masked_in_messages_extras_and_tracebacks():
     stream = io.StringIO()
     logger = logging.getLogger("silta.test-mask")
@@ -95,3 +97,15 @@ def test_identity_codes_are_masked_in_messages_extras_and_tracebacks():
 @pytest.mark.parametrize("text", [str(uuid.UUID("00123456-7890-4abc-8def-0123456789ab")), "order 1234567-890A1", "v2"])
 def test_the_mask_leaves_ids_alone(text):
     assert logs.IDENTITY_CODE.search(text) is None
+
+
+async def test_a_request_id_holding_an_identity_code_is_replaced_before_anything_records_it(api, auth, app, log_lines):
+    code = new_hetu()
+    headers = {**auth("coordinator", region="05"), "X-Request-ID": f"register-{code}"}
+    answer = await api.post("/v1/workers", json={"region": "05", "name": "A", "role": "counsellor"}, headers=headers)
+    assert answer.status_code == 201
+    replaced = answer.headers["X-Request-ID"]
+    assert uuid.UUID(replaced)
+    assert [json.loads(line)["request_id"] for line in log_lines()] == [replaced]
+    async with app.state.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT request_id FROM change_event"))).scalars().all() == [replaced]
