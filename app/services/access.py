@@ -9,14 +9,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, true
-from sqlmodel import col, select
+from sqlalchemy import ColumnElement, event, exists, or_, true
+from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
 from app.errors import NotFound
 from app.models.client import Client, ResponsibilityPeriod
 from app.models.request import CoordinationRequest
+from app.services.audit import AuditedSession
 
 
 def held(region: str, client_id: Any = Client.id) -> ColumnElement[bool]:
@@ -46,13 +47,25 @@ def involved(region: str) -> ColumnElement[bool]:
     )
 
 
+FULLY_INVOLVED = "silta.fully_involved"  # session cache: client id -> the caller's region holds or held it
+
+
+@event.listens_for(AuditedSession, "after_flush")
+def _forget_involvement(session: Session, _context: object) -> None:
+    """A write may change who holds a client: what reads learnt before it no longer counts."""
+    session.info.pop(FULLY_INVOLVED, None)
+
+
 async def fully_involved(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> bool:
     """The caller sees the whole client (national, or its region holds or held a responsibility)."""
     if caller.national:
         return True
     if caller.region is None:
         return False
-    return bool((await session.exec(select(held(caller.region, client_id)))).one())
+    known: dict[uuid.UUID, bool] = session.info.setdefault(FULLY_INVOLVED, {})
+    if client_id not in known:
+        known[client_id] = bool((await session.exec(select(held(caller.region, client_id)))).one())
+    return known[client_id]
 
 
 def readable(caller: Caller) -> ColumnElement[bool]:
@@ -92,11 +105,17 @@ async def client_for(
     """
     whole = (not for_update) if full is None else full
     condition = fully_readable(caller) if whole else readable(caller)
-    statement: Any = select(Client).where(Client.id == client_id, condition)
     if for_update:
         caller.writer_region()
-        statement = statement.with_for_update()
-    client = (await session.exec(statement)).first()
-    if client is None:
+        locked = (await session.exec(select(Client).where(Client.id == client_id, condition).with_for_update())).first()
+        if locked is None:
+            raise NotFound("client not found", code="client_not_found")
+        return locked
+    # a read also learns whether the caller sees the whole client, so that its view need not ask again
+    holds = held(caller.region) if caller.region is not None and not caller.national else true()
+    found = (await session.exec(select(Client, holds).where(Client.id == client_id, condition))).first()
+    if found is None:
         raise NotFound("client not found", code="client_not_found")
+    client, full_view = found
+    session.info.setdefault(FULLY_INVOLVED, {})[client.id] = bool(full_view)
     return client

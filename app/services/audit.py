@@ -40,6 +40,7 @@ from app.services.clock import today
 
 NEVER_LOGGED = frozenset({"personal_id", "personal_id_hash", "personal_id_cipher", "personal_id_key", "secret"})
 PENDING, CALLER, MAC_KEY = "silta.changes", "silta.caller", "silta.mac_key"
+ORGANISING_TODAY = "silta.organising_today"  # session cache: client id -> organising region (note_organisers)
 NO_CHANGE_LOG = "silta.no_change_log"  # set only by benchmarks measuring what the change log costs
 
 
@@ -214,6 +215,7 @@ async def record_access(
     if not ids or not enabled:
         await session.commit()  # nothing to log: end the read's transaction all the same
         return
+    organisers = await _organisers(session, ids) if caller.region is not None else []  # before the flush
     key = mac_key(session)
     entry = AccessEntry(
         actor=caller.subject,
@@ -227,15 +229,17 @@ async def record_access(
         client_ids=[str(client_id) for client_id in ids],
     )
     entry.mac = entry_mac(key, "access", entry)
-    session.add(entry)
-    await session.flush()
+    table = AccessEntry.__table__  # type: ignore[attr-defined]
+    entry.id = (
+        await session.exec(table.insert().values(entry.model_dump(exclude={"id"})).returning(table.c.id))
+    ).one()[0]
     await session.exec(insert(AccessEntryClient).values([{"entry_id": entry.id, "client_id": c} for c in ids]))
     if caller.region is not None:
         disclosures = []
-        for client_id, organiser in await _organisers(session, ids):
+        for client_id, organiser in organisers:
             if organiser and organiser != caller.region:
                 disclosure = Disclosure(
-                    access_id=entry.id,  # type: ignore[arg-type]
+                    access_id=entry.id,
                     client_id=client_id,
                     from_region=organiser,
                     to_region=caller.region,
@@ -251,8 +255,21 @@ async def record_access(
     await session.commit()
 
 
+def note_organisers(session: AsyncSession, organisers: dict[uuid.UUID, str | None]) -> None:
+    """What a view already read: each client's organising region today (in force, or the first to come)."""
+    session.info.setdefault(ORGANISING_TODAY, {}).update(organisers)
+
+
+@event.listens_for(AuditedSession, "after_flush")
+def _forget_organisers(session: Session, _context: object) -> None:
+    session.info.pop(ORGANISING_TODAY, None)  # a write may have moved a client
+
+
 async def _organisers(session: AsyncSession, ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, str | None]]:
-    """Each client's organising region today (one statement)."""
+    """Each client's organising region today (noted by the answer's view, or one statement)."""
+    noted: dict[uuid.UUID, str | None] = session.info.get(ORGANISING_TODAY, {})
+    if all(client_id in noted for client_id in ids):
+        return [(client_id, noted[client_id]) for client_id in ids]
     on = today()
     rows = await session.exec(
         select(

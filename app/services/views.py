@@ -26,6 +26,7 @@ from app.models.client import (
 from app.models.common import ResidenceOutside, SupportLevel
 from app.services import state
 from app.services.access import fully_involved
+from app.services.audit import note_organisers
 from app.services.clock import today
 from app.services.compliance import gap_in_force, gap_public
 from app.services.vault import vault_of
@@ -72,6 +73,7 @@ async def client_public(session: AsyncSession, caller: Caller, client: Client) -
     """The full view of one client, with its open gaps and external ids."""
     on = today()
     periods = await state.periods_on(session, client.id, on)
+    note_organisers(session, {client.id: periods[ORGANISING].region})
     gaps = (
         await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(on)))
     ).all()
@@ -99,6 +101,7 @@ async def summaries(session: AsyncSession, caller: Caller, clients: Sequence[Cli
     for row in await session.exec(state.running_periods(ids, today())):
         running[row.client_id].append(row)
     periods = {client_id: state.first_of_each(rows) for client_id, rows in running.items()}
+    note_organisers(session, {client_id: chosen[ORGANISING].region for client_id, chosen in periods.items()})
     counted = await session.exec(
         select(ComplianceGap.client_id, func.count())
         .where(col(ComplianceGap.client_id).in_(ids), gap_in_force(today()))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from sqlalchemy import event
 
 from app.services.clock import today
 from tests.conftest import hetu
@@ -67,3 +70,20 @@ async def assign(
         json={"responsibility": responsibility, "worker_id": worker_id, **extra},
         headers=headers,
     )
+
+
+@contextlib.contextmanager
+def statements_sent(app: Any) -> Iterator[list[str]]:
+    """The SQL statements the app sends while the block runs (BEGIN and COMMIT are not statements)."""
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE goes through the cursor
+            sent.append(statement)
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", note)

@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 
 from app.services import chain
 from app.services.clock import today
-from tests.api.helpers import add_worker, assign, register
+from tests.api.helpers import add_worker, assign, register, statements_sent
 
 DAY = dt.timedelta(days=1)
 
@@ -262,6 +262,18 @@ async def test_logging_a_list_costs_the_same_statements_for_one_client_or_twenty
             event.remove(engine, "before_cursor_execute", count)
     assert twenty == one, (one, twenty)
     assert len((await accesses(app))[-1]["client_ids"]) == 20
+
+
+async def test_reading_a_client_costs_six_statements_logging_included(api, auth, app):
+    """The access check answers whether the caller sees the whole client, and the view which region
+    organises it: the access and disclosure entries need not ask again (was eight statements)."""
+    client = await register(api, sys(auth, "05"))
+    for headers, disclosed in ((sys(auth, "05"), 0), (sys(auth, "08"), 1)):  # 08: the residence region
+        with statements_sent(app) as sent:
+            response = await api.get(f"/v1/clients/{client['id']}", headers=headers)
+        assert response.status_code == 200 and response.json()["access"] == "full"
+        assert len(sent) == 6 + disclosed, sent  # client, periods, gaps, external ids, access entry, its index
+        assert len(await rows(app, "SELECT id FROM disclosure_log")) == disclosed
 
 
 async def seal(app, *, full: bool = False) -> int:
