@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
-from pydantic import BeforeValidator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ISSUER = "silta-dev"
@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     db_pool_size: int = 20
     db_max_overflow: int = 10
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=60)  # seconds a request waits for a connection
     shutdown_grace_seconds: int = 20
 
     jwt_issuer: str | None = None

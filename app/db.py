@@ -95,6 +95,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,  # after a database restart, dead pooled connections are replaced, not used
         connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS},
     )

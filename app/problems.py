@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -121,6 +122,13 @@ async def _database_down(_: Request, exc: Exception) -> JSONResponse:
     return problem(503, "unavailable", "Service temporarily unavailable")
 
 
+async def _pool_exhausted(_: Request, exc: Exception) -> JSONResponse:
+    log.error("no database connection free within SILTA_DB_POOL_TIMEOUT: %s", type(exc).__name__)
+    response = problem(503, "unavailable", "Service temporarily unavailable")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error")
     return problem(500, "internal_error", "Internal error")
@@ -136,4 +144,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected)

@@ -88,7 +88,8 @@ async def create_import(
 ) -> ImportReport:
     """Import a JSON Lines file of workers, clients and assignments into the caller's region.
 
-    Each line is applied by the service of the matching API call, with its rules and change entry;
+    Each line is held to the rules of the matching API call and leaves its change entry (new rows
+    are written in bulk);
     re-running a file changes nothing (see `app/services/imports.py` for keys and conflicts).
     200: a dry run (`dry_run=true`: every line checked against the database, nothing stored), an
     atomic import that stored every line, or a non-atomic import (`atomic=false`) that stored the
