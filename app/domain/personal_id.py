@@ -23,6 +23,11 @@ TEMPORARY = range(900, 1000)
 IDENTITY_CODE = re.compile(r"(?<![0-9A-Z])\d{6}[-+A-FU-Y]\d{3}[0-9A-FHJ-NPR-Y](?![0-9A-Z])", re.IGNORECASE)
 
 
+def holds_identity_code(text: str) -> bool:
+    """True if ``text`` holds a valid identity code (temporary ones too) standing alone."""
+    return any(hetu.is_valid(found.group(), allow_temporary=True) for found in IDENTITY_CODE.finditer(text))
+
+
 @dataclass(frozen=True)
 class PersonalId:
     code: str
