@@ -8,7 +8,11 @@ push them (``app.services.delivery``).
 
 Target URLs are checked when subscribing and again, after resolving the host, before every
 delivery: https in production, no credentials in the URL, never a link-local, metadata,
-multicast or unspecified address — and in production no loopback or private address either.
+multicast or unspecified address (an IPv4 address inside an IPv6 one is checked as itself) — and
+in production only globally routable addresses: no loopback, private, shared (100.64.0.0/10,
+where clouds keep internal services) or reserved ones. The delivery then connects to the very
+address that was checked (``app.services.delivery``), so a name cannot resolve to another one in
+between (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ from app.services.audit import record_change
 from app.services.pagination import Page, PageParams, paginate
 
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data", "metadata.azure.internal"})
-METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+# AWS, GCP, Azure, Oracle (169.254.169.254, AWS over IPv6), Alibaba (100.100.100.200), Azure's WireServer.
+METADATA = ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(address) for address in METADATA)
 HISTORY = 10  # attempts shown per delivery
 
 
@@ -68,11 +74,17 @@ def check_url(url: str, *, production: bool) -> None:
 
 def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, production: bool) -> None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address in METADATA_ADDRESSES or address.is_link_local or address.is_multicast or address.is_unspecified:
-        raise UnsafeTarget("link-local, metadata, multicast and unspecified addresses are refused")
-    if production and (address.is_loopback or address.is_private or address.is_reserved):
-        raise UnsafeTarget("loopback, private and reserved addresses are refused in production")
+        address = address.ipv4_mapped  # the IPv4 address itself
+    candidates = [address]
+    if isinstance(address, ipaddress.IPv6Address) and address.sixtofour is not None:
+        candidates.append(address.sixtofour)  # 6to4 relays deliver to the IPv4 address inside
+    for candidate in candidates:
+        if candidate in METADATA_ADDRESSES or candidate.is_link_local or candidate.is_multicast:
+            raise UnsafeTarget("link-local, metadata and multicast addresses are refused")
+        if candidate.is_unspecified:
+            raise UnsafeTarget("the unspecified address is refused")
+        if production and not (candidate.is_global and not candidate.is_reserved):
+            raise UnsafeTarget("only globally routable addresses are webhook targets in production")
 
 
 def check_resolved(url: str, *, production: bool) -> None:

@@ -130,6 +130,31 @@ def test_production_needs_https_and_a_public_address():
     check_url("http://127.0.0.1:9000/x", production=False)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data",  # 6to4 carrying 169.254.169.254
+        "http://100.100.100.200/latest/meta-data",  # Alibaba Cloud's metadata service
+        "http://168.63.129.16/machine",  # Azure's WireServer, a public address inside every VM's network
+    ],
+)
+def test_metadata_services_behind_other_addresses_are_refused_everywhere(url):
+    with pytest.raises(UnsafeTarget):
+        check_url(url, production=False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["100.64.0.1", "198.18.0.1", "192.0.0.170", "[64:ff9b::a9fe:a9fe]", "[2001::1]", "[::a9fe:a9fe]"],
+)
+def test_production_sends_only_to_globally_routable_addresses(address):
+    """Shared address space (carrier-grade NAT, cloud-internal), benchmarking, IETF and translation ranges
+    are not the public internet: none of them is a receiver's webhook endpoint."""
+    with pytest.raises(UnsafeTarget):
+        check_url(f"https://{address}/x", production=True)
+    check_url("https://93.184.216.34/x", production=True)
+
+
 async def test_subscriptions_per_region_never_show_the_secret(api, auth, app):
     hook = await subscribe(api, auth, "https://hooks.example.org/a", ["client.registered"])
     assert "secret" not in hook and hook["region"] == "05" and hook["event_types"] == ["client.registered"]
