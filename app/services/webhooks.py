@@ -17,13 +17,16 @@ between (DNS rebinding).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -87,17 +90,34 @@ def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, pro
             raise UnsafeTarget("only globally routable addresses are webhook targets in production")
 
 
-def check_resolved(url: str, *, production: bool) -> None:
-    """Before a delivery: every address the host resolves to must be allowed (DNS can change)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery goes: the URL with the checked address in place of the host name, and the name
+    kept for HTTP (``Host``) and TLS (SNI, against which the certificate is checked)."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+async def resolve(url: str, *, production: bool) -> Target:
+    """Before a delivery: the URL checked again and every address its host resolves to allowed (DNS can
+    change); the delivery goes to the first of them, never to what a second lookup might answer."""
+    check_url(url, production=production)
+    target = httpx.URL(url)
+    host = target.raw_host.decode("ascii")
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, target.port or 0, proto=socket.IPPROTO_TCP)
     except OSError as exc:
         raise UnsafeTarget(f"the host does not resolve: {exc.strerror or exc}") from exc
-    for info in infos:
-        check_address(ipaddress.ip_address(str(info[4][0]).split("%")[0]), production=production)
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
+        check_address(address, production=production)
+    if not addresses:
+        raise UnsafeTarget("the host does not resolve")
+    pinned = target.copy_with(host=str(addresses[0]))
+    named = target.scheme == "https" and pinned.raw_host != target.raw_host
+    return Target(pinned, {"Host": target.netloc.decode("ascii")}, {"sni_hostname": host} if named else {})
 
 
 def public(subscription: WebhookSubscription) -> WebhookPublic:
