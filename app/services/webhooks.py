@@ -60,6 +60,10 @@ class UnsafeTarget(Unprocessable):
 
 def check_url(url: str, *, production: bool) -> None:
     """Refuse a target URL that is not https (in production), carries credentials, or names a forbidden host."""
+    try:
+        httpx.URL(url)  # what the delivery will parse it with (it refuses hosts a resolver would still take)
+    except httpx.InvalidURL as exc:
+        raise UnsafeTarget("the URL cannot be sent to") from exc
     parts = urlsplit(url)
     if parts.scheme not in ({"https"} if production else {"https", "http"}):
         raise UnsafeTarget("the URL must use https" if production else "the URL must use http or https")

@@ -117,6 +117,7 @@ def test_back_off_doubles_with_jitter_up_to_the_cap():
         "ftp://example.org/x",
         "https://user:pass@example.org/x",
         "http:///nohost",
+        "http://0251.0376.0251.0376/x",  # 169.254.169.254 in octal to the resolver; no URL to httpx
     ],
 )
 def test_unsafe_targets_are_refused(url):
@@ -392,3 +393,15 @@ async def test_a_receiver_that_answers_a_byte_at_a_time_cannot_hold_the_worker(a
         slow.close()
     [delivery] = await deliveries(api, auth, hook)
     assert delivery["state"] == "pending" and delivery["last_error"] == "no answer within 1 s"
+
+
+async def test_a_stored_target_httpx_cannot_send_to_fails_its_attempt_not_the_round(api, auth, app, http):
+    """A subscription stored before its URL was refused must end as a failed attempt (and in time dead),
+    not as an exception that leaves the delivery leased and retried forever without an attempt."""
+    hook = await subscribe(api, auth, "https://hooks.example.org/silta", ["worker.created"])
+    async with app.state.engine.begin() as conn:
+        await conn.execute(text("UPDATE webhook_subscription SET url = 'http://0251.0376.0251.0376/x'"))
+    await add_worker(api, auth("coordinator", region="05"), "05")
+    assert await deliverer(app, http, "w1").run_once() == 1
+    [delivery] = await deliveries(api, auth, hook)
+    assert (delivery["attempts"], delivery["state"]) == (1, "pending") and "URL" in delivery["last_error"]
