@@ -100,6 +100,8 @@ class Settings(BaseSettings):
                 raise ValueError("production settings need " + ", ".join(missing))
             if self.jwt_issuer == DEV_ISSUER:
                 raise ValueError("production must not use the development issuer")
+            if self.jwks_url and not self.jwks_url.lower().startswith("https://"):
+                raise ValueError("production fetches SILTA_JWKS_URL over https only: whoever answers picks the keys")
             if not (self.audit_access_log and self.audit_change_log):
                 raise ValueError("production must keep the access and change logs (SILTA_AUDIT_*_LOG)")
         if not 0 <= self.jwt_leeway_seconds <= 30:

@@ -13,7 +13,6 @@ guard, tracebacks included. The test suite checks every record before that mask 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from contextvars import ContextVar
 from typing import IO, Any
@@ -21,10 +20,9 @@ from typing import IO, Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
+from app.domain.personal_id import IDENTITY_CODE
+
 current_request_id: ContextVar[str | None] = ContextVar("silta_request_id", default=None)
-# DDMMYY, a century sign (+, - or U-Y for the 1900s, A-F), the individual number and a check character;
-# standing alone, so that no group of a UUID (8-4-4-4-12 hex digits) is taken for one.
-IDENTITY_CODE = re.compile(r"(?<![0-9A-Z])\d{6}[-+A-FU-Y]\d{3}[0-9A-FHJ-NPR-Y](?![0-9A-Z])", re.IGNORECASE)
 MASK = "[identity code]"
 QUIET = ("httpx", "httpcore", "asyncio")  # their INFO lines name URLs and connections, not our work
 

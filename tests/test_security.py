@@ -37,6 +37,7 @@ from app.security import KeyStore, Role, TokenClaims, verify_token
 ISS = "https://idp.test"
 AUD = "silta-test"
 JWKS_URL = "http://127.0.0.1/jwks.json"
+PRODUCTION_JWKS_URL = "https://idp.test/jwks.json"  # never fetched: the settings tests only build settings
 LEAKY_WORDS = ("expired", "signature", "audience", "issuer", "kid", "alg", "claim", "jose", "jwt", "nbf", "exp")
 
 
@@ -756,15 +757,31 @@ def test_production_with_keys_builds_and_makes_no_dev_key(sec_no_env: pytest.Mon
 def test_production_with_a_jwks_url_builds(sec_no_env: pytest.MonkeyPatch, tmp_path: Path):
     settings = Settings(
         env="production",
-        jwks_url=JWKS_URL,
+        jwks_url=PRODUCTION_JWKS_URL,
         jwt_issuer=ISS,
         jwt_audience=AUD,
         database_url="sqlite:///x.db",
         audit_key_file=tmp_path / "audit-key.pem",
         identity_key_file=tmp_path / "identity-keys.json",
     )
-    assert settings.jwks_url == JWKS_URL
+    assert settings.jwks_url == PRODUCTION_JWKS_URL
     assert not settings.uses_dev_key
+
+
+@pytest.mark.parametrize("url", ["http://idp.example/jwks", "HTTP://idp.example/jwks", "file:///etc/jwks.json"])
+def test_production_fetches_its_keys_over_https_only(url: str, sec_no_env: pytest.MonkeyPatch, tmp_path: Path):
+    """Whoever can answer the JWKS fetch chooses the keys every token is checked with: over plain
+    http that is anyone on the path."""
+    with pytest.raises(ValidationError, match="SILTA_JWKS_URL"):
+        Settings(
+            env="production",
+            jwks_url=url,
+            jwt_issuer=ISS,
+            jwt_audience=AUD,
+            database_url="postgresql://silta@db/silta",
+            audit_key_file=tmp_path / "audit-key.pem",
+            identity_key_file=tmp_path / "identity-keys.json",
+        )
 
 
 @pytest.mark.parametrize(
@@ -781,7 +798,7 @@ def test_production_needs_the_audit_key_and_the_access_log(
 ):
     complete = {
         "env": "production",
-        "jwks_url": JWKS_URL,
+        "jwks_url": PRODUCTION_JWKS_URL,
         "jwt_issuer": ISS,
         "jwt_audience": AUD,
         "database_url": "sqlite:///x.db",

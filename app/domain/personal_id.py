@@ -7,6 +7,7 @@ different codes for different people); only surrounding whitespace and case are 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from stdnum.exceptions import ValidationError
@@ -16,6 +17,15 @@ from app.errors import Unprocessable
 
 CENTURY = {"+": 1800, **dict.fromkeys("-YXWVU", 1900), **dict.fromkeys("ABCDEF", 2000)}
 TEMPORARY = range(900, 1000)
+# Anything shaped like a code, valid or not: DDMMYY, a century sign (+, - or U-Y for the 1900s, A-F),
+# the individual number and a check character; standing alone, so that no group of a UUID
+# (8-4-4-4-12 hex digits) is taken for one. What the logs mask and free text may not hold.
+IDENTITY_CODE = re.compile(r"(?<![0-9A-Z])\d{6}[-+A-FU-Y]\d{3}[0-9A-FHJ-NPR-Y](?![0-9A-Z])", re.IGNORECASE)
+
+
+def holds_identity_code(text: str) -> bool:
+    """True if ``text`` holds a valid identity code (temporary ones too) standing alone."""
+    return any(hetu.is_valid(found.group(), allow_temporary=True) for found in IDENTITY_CODE.finditer(text))
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, DateTime, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
+
+from app.domain.personal_id import holds_identity_code
 
 # Named constraints everywhere, so migrations can refer to them on both backends.
 SQLModel.metadata.naming_convention = {
@@ -95,11 +97,17 @@ def timestamp_field(**kwargs: Any) -> Any:
 
 # C0 controls other than tab and line breaks, DEL, and lone surrogates: no database stores them faithfully.
 _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# The one field an identity code belongs in: it is sealed (app.services.vault). Any other text goes as
+# it is into the change log (append-only: a code there could never be taken out), the change feed and
+# webhooks of other regions, and exports.
+CODE_FIELDS = frozenset({"personal_id"})
 
 
-def _refuse_unstorable(value: Any) -> Any:
+def _refuse_unstorable(value: Any, *, codes: bool = False) -> Any:
     if isinstance(value, str) and _UNSTORABLE.search(value):
         raise ValueError("control characters and unpaired surrogates are not allowed")
+    if isinstance(value, str) and not codes and holds_identity_code(value):
+        raise ValueError("an identity code belongs in personal_id only, never in other text")
     if isinstance(value, dict):
         for key, item in value.items():
             _refuse_unstorable(key)
@@ -111,14 +119,15 @@ def _refuse_unstorable(value: Any) -> Any:
 
 
 class InputModel(SQLModel):
-    """Base of request bodies: unknown fields are refused, not ignored, and text must be storable."""
+    """Base of request bodies: unknown fields are refused, not ignored, and text must be storable and
+    hold no identity code outside ``personal_id``."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     @field_validator("*", mode="before")
     @classmethod
-    def _storable_text(cls, value: Any) -> Any:
-        return _refuse_unstorable(value)
+    def _storable_text(cls, value: Any, info: ValidationInfo) -> Any:
+        return _refuse_unstorable(value, codes=info.field_name in CODE_FIELDS)
 
 
 class Responsibility(StrEnum):

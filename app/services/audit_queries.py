@@ -8,7 +8,6 @@ clients is itself access-logged by the route.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from app.models.audit import AccessEntry, AccessEntryClient, ChainLink, ChangeEv
 from app.models.client import ResponsibilityPeriod
 from app.services.access import client_for, held
 from app.services.pagination import Page, PageParams, paginate
+from app.services.spreadsheet import json_line
 
 TWO_YEARS = dt.timedelta(days=730)
 # each log that names many clients: its per-client table, and how a row of it joins its entry
@@ -234,7 +234,7 @@ async def export(
         for entry, position, chain_hash in rows:
             record = entry.model_dump(mode="json")
             record.update({"log": log, "chain_position": position, "chain_hash": chain_hash})
-            yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+            yield json_line(record, sort_keys=True)
         after = rows[-1][0].id
 
 

@@ -153,7 +153,8 @@ async def _refuse_duplicate(session: AsyncSession, caller: Caller, digest: str) 
     existing = (await session.exec(select(Client.id).where(Client.personal_id_hash == digest))).first()
     if existing is None:
         return
-    visible = (await session.exec(select(Client.id).where(Client.id == existing, readable(caller)))).first()
+    # fully: a region only asked about the client sees it without its code, and must not learn it here
+    visible = (await session.exec(select(Client.id).where(Client.id == existing, fully_readable(caller)))).first()
     raise DuplicateClient(existing_id=str(visible) if visible else None)
 
 

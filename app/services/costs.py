@@ -11,7 +11,6 @@ queue, and the second one sees the first and is refused with 409 ``overlapping_d
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -43,7 +42,7 @@ from app.services.audit import record_change
 from app.services.clock import today
 from app.services.pagination import Page, PageParams, paginate, paginate_loaded
 from app.services.requests import open_request, settle
-from app.services.spreadsheet import csv_line
+from app.services.spreadsheet import csv_line, json_line
 
 Newer = aliased(CostDecision)
 NewerAnswer = aliased(CostDecisionEvent)
@@ -560,9 +559,5 @@ async def export(session: AsyncSession, caller: Caller, payer_region: str, fmt: 
             record = {field: public.get(field) for field in EXPORT_FIELDS}
             record["birth_year"] = birth_date.year
             record["proposed_at"] = public["proposed_at"]
-            yield (
-                csv_line([record[field] for field in EXPORT_FIELDS])
-                if fmt == "csv"
-                else (json.dumps(record, ensure_ascii=False) + "\n")
-            )
+            yield (csv_line([record[field] for field in EXPORT_FIELDS]) if fmt == "csv" else json_line(record))
         after = rows[-1][0].id

@@ -6,7 +6,9 @@
    (``locked_until``, ``locked_by``). Commit.
 2. Send each one outside any transaction: POST the event as JSON with
    ``Silta-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>." + body>`` under the subscription's
-   secret, through httpx with timeouts, after checking the resolved target address again.
+   secret, through httpx, to the address the host name resolved to and was checked as
+   (``app.services.webhooks.resolve``), within ``SILTA_WEBHOOK_TIMEOUT_SECONDS`` for the whole
+   attempt; only the status is read, never the receiver's body.
 3. Record the outcome in a transaction of its own — only while this worker still holds the
    lease: 2xx → delivered; otherwise the next attempt after an exponential back-off with jitter,
    or ``dead`` after the last allowed attempt. Every try leaves an attempt row (the delivery log).
@@ -42,7 +44,7 @@ from app.domain.access import SYSTEM, Caller
 from app.models.common import utcnow
 from app.models.webhook import DeliveryState, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.services.audit import record_access
-from app.services.webhooks import UnsafeTarget, check_resolved
+from app.services.webhooks import UnsafeTarget, resolve
 
 log = logging.getLogger("silta")
 
@@ -153,15 +155,25 @@ class Deliverer:
             "Silta-Signature": signature(subscription.secret, timestamp, body),
             "Silta-Delivery-Id": str(delivery.id),
             "Silta-Event-Type": delivery.event_type,
+            "Connection": "close",  # a pooled connection to this address may have been opened for another name
         }
+        deadline = self.settings.webhook_timeout_seconds
+        status: int | None = None
         try:
-            check_resolved(subscription.url, production=self.settings.env == "production")
-            response = await self.client.post(subscription.url, content=body, headers=headers)
+            async with asyncio.timeout(deadline):  # the whole attempt: a trickling receiver cannot hold the worker
+                target = await resolve(subscription.url, production=self.settings.env == "production")
+                request = self.client.build_request(
+                    "POST", target.url, content=body, headers=headers | target.headers, extensions=target.extensions
+                )
+                response = await self.client.send(request, stream=True)  # the status is all we need, not the body
+                await response.aclose()
             status, error = response.status_code, None if response.is_success else f"HTTP {response.status_code}"
         except UnsafeTarget as exc:
-            status, error = None, exc.detail
+            error = exc.detail
+        except TimeoutError:
+            error = f"no answer within {deadline:g} s"
         except httpx.HTTPError as exc:
-            status, error = None, f"{type(exc).__name__}: {exc}"[:500]
+            error = f"{type(exc).__name__}: {exc}"[:500]
         return Outcome(status=status, error=error, duration_ms=int((time.perf_counter() - started) * 1000))
 
     async def _finish(

@@ -17,6 +17,12 @@ How one key is honoured — one transaction and a unique constraint, never a rea
    lookup together, the primary key (subject, key) refuses the second record and its whole effect
    rolls back (409).
 
+The record holds nothing a database reader could take an identity code from: the stored answer
+(a registration's shows the code) is encrypted with the identity keys and bound to (subject, key),
+the request hash (over a body that may hold the code) is keyed — a plain hash of a registration
+gives its code away to a few thousand guesses, since the rest of the body is in the client's row —
+and a key shaped like an identity code is refused (422).
+
 Server errors and retryable conflicts (``Retry-After``) are not stored: their transaction rolls
 back, nothing happened, and a retry runs afresh. Records older than ``TTL`` are ignored and purged.
 POSTs that only read (search, checkpoint verification) ignore the key: repeating them changes
@@ -39,9 +45,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import OuterTransaction
+from app.domain.personal_id import IDENTITY_CODE
 from app.errors import Conflict, ServiceUnavailable, SiltaError, Unprocessable, ValidationFailed
 from app.models.common import utcnow
 from app.models.integration import IdempotencyRecord
+from app.services.vault import VAULT, Vault
 
 HEADER = "idempotency-key"
 STATE = "silta.idempotency"
@@ -67,13 +75,22 @@ class Replay(SiltaError):
         self.record = record
 
 
-def request_hash(method: str, path: str, query: str, body: bytes) -> str:
+def canonical_request(method: str, path: str, query: str, body: bytes) -> bytes:
     """What makes two requests 'the same': method, path, query and the JSON body (key order aside)."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     except ValueError:
         canonical = body
-    return hashlib.sha256(f"{method}\n{path}\n{query}\n".encode() + canonical).hexdigest()
+    return f"{method}\n{path}\n{query}\n".encode() + canonical
+
+
+def request_hash(vault: Vault, method: str, path: str, query: str, body: bytes) -> str:
+    return vault.digest("idempotency", canonical_request(method, path, query, body))
+
+
+def legacy_request_hash(method: str, path: str, query: str, body: bytes) -> str:
+    """The unkeyed hash of records stored by releases before keyed ones (gone 24 hours after the upgrade)."""
+    return hashlib.sha256(canonical_request(method, path, query, body)).hexdigest()
 
 
 def wanted(scope: Scope) -> str | None:
@@ -86,6 +103,8 @@ def wanted(scope: Scope) -> str | None:
     key = raw.decode("latin-1")
     if not KEY_PATTERN.match(key):
         raise ValidationFailed("Idempotency-Key must be 1-255 printable ASCII characters without spaces")
+    if IDENTITY_CODE.search(key):
+        raise ValidationFailed("Idempotency-Key must not hold an identity code")
     return key
 
 
@@ -94,6 +113,7 @@ class IdempotentCall:
 
     def __init__(self, factory: async_sessionmaker[AsyncSession], key: str) -> None:
         self.outer = OuterTransaction(factory)
+        self.vault: Vault = factory.kw["info"][VAULT]
         self.key = key
         self.subject: str | None = None
         self.hash: str | None = None
@@ -117,12 +137,14 @@ class IdempotentCall:
         mine = and_(col(IdempotencyRecord.subject) == subject, col(IdempotencyRecord.key) == self.key)
         await connection.execute(delete(IdempotencyRecord).where(mine, col(IdempotencyRecord.created_at) < _expiry()))
         row = (await connection.execute(select(IdempotencyRecord).where(mine))).first()
-        digest = request_hash(method, path, query, body)
+        digest = request_hash(self.vault, method, path, query, body)
         if row is not None:
             record = IdempotencyRecord.model_validate(row._mapping)
-            if record.request_hash != digest:
+            if record.request_hash == digest:
+                record.body = self.vault.open_bytes(record.body, _context(subject, self.key))
+            elif record.request_hash != legacy_request_hash(method, path, query, body):
                 raise KeyReused()
-            raise Replay(record)
+            raise Replay(record)  # a legacy record (plain hash) holds its body as it was sent
         self.subject, self.hash, self.path = subject, digest, path
 
     async def finish(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> SiltaError | None:
@@ -142,7 +164,7 @@ class IdempotentCall:
             "request_hash": self.hash,
             "status_code": status,
             "headers": {name: kept[name] for name in REPLAYED_HEADERS if name in kept},
-            "body": body,
+            "body": self.vault.seal_bytes(body, _context(self.subject or "", self.key)),
             "created_at": utcnow(),
         }
         try:
@@ -157,6 +179,11 @@ class IdempotentCall:
     async def close(self) -> None:
         """Roll back whatever was not committed by ``finish`` (errors, replays, refusals)."""
         await self.outer.rollback()
+
+
+def _context(subject: str, key: str) -> bytes:
+    """What a stored answer is bound to: it opens only on the row of its own subject and key."""
+    return f"idempotency\n{subject}\n{key}".encode()
 
 
 def _expiry() -> dt.datetime:

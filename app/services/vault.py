@@ -8,6 +8,10 @@ The database never holds an identity code in the clear. Each client row keeps
   hash as associated data, so a ciphertext moved onto another client's row does not decrypt;
 - ``personal_id_key``: the id of the key that encrypted it.
 
+Other stored data that can hold a code goes through the same keys: ``seal_bytes`` encrypts a blob
+(the stored answers of idempotent requests) under the active key, and ``digest`` is a keyed hash for
+a purpose (the hash of an idempotent request, whose body may hold a code).
+
 The key file (JSON, ``SILTA_IDENTITY_KEY_FILE``; the embedded default creates one in the data
 folder) holds ``{"active": "<id>", "keys": {"<id>": "<base64 of 32 bytes>", ...},
 "lookup": "<base64 of 32 bytes>"}``. Rotation: add a key and make it active — new codes use it,
@@ -101,6 +105,32 @@ class Vault:
             return AESGCM(key).decrypt(sealed[:12], sealed[12:], digest.encode()).decode()
         except Exception as exc:  # InvalidTag: tampered, moved between rows, or the wrong key
             raise VaultError("an identity code does not decrypt") from exc
+
+    def digest(self, purpose: str, data: bytes) -> str:
+        """A keyed hash of ``data`` under a key of its own for ``purpose`` (derived from the lookup key)."""
+        key = hmac.new(self._document["lookup"], f"silta-{purpose}".encode(), hashlib.sha256).digest()
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+    def seal_bytes(self, data: bytes, context: bytes) -> bytes:
+        """``data`` encrypted under the active key; ``context`` must be given again to open it."""
+        key_id = self.active_key.encode()
+        if len(key_id) > 255:
+            raise VaultError("identity key ids are at most 255 bytes")
+        nonce = secrets.token_bytes(12)
+        cipher = AESGCM(self._document["keys"][self.active_key]).encrypt(nonce, data, context)
+        return bytes([len(key_id)]) + key_id + nonce + cipher
+
+    def open_bytes(self, sealed: bytes, context: bytes) -> bytes:
+        """What ``seal_bytes`` encrypted with this ``context``; ``VaultError`` if it does not decrypt."""
+        size = sealed[0] if sealed else 0
+        key_id, rest = sealed[1 : 1 + size].decode("utf-8", "replace"), sealed[1 + size :]
+        key = self._document["keys"].get(key_id)
+        if key is None:
+            raise VaultError(f"identity key {key_id!r} is not in the key file")
+        try:
+            return AESGCM(key).decrypt(rest[:12], rest[12:], context)
+        except Exception as exc:  # InvalidTag: tampered, moved to another row, or the wrong key
+            raise VaultError("a sealed value does not decrypt") from exc
 
 
 def vault_of(session: Any) -> Vault:

@@ -8,18 +8,25 @@ push them (``app.services.delivery``).
 
 Target URLs are checked when subscribing and again, after resolving the host, before every
 delivery: https in production, no credentials in the URL, never a link-local, metadata,
-multicast or unspecified address — and in production no loopback or private address either.
+multicast or unspecified address (an IPv4 address inside an IPv6 one is checked as itself) — and
+in production only globally routable addresses: no loopback, private, shared (100.64.0.0/10,
+where clouds keep internal services) or reserved ones. The delivery then connects to the very
+address that was checked (``app.services.delivery``), so a name cannot resolve to another one in
+between (DNS rebinding).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -41,7 +48,9 @@ from app.services.audit import record_change
 from app.services.pagination import Page, PageParams, paginate
 
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data", "metadata.azure.internal"})
-METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+# AWS, GCP, Azure, Oracle (169.254.169.254, AWS over IPv6), Alibaba (100.100.100.200), Azure's WireServer.
+METADATA = ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(address) for address in METADATA)
 HISTORY = 10  # attempts shown per delivery
 
 
@@ -51,6 +60,10 @@ class UnsafeTarget(Unprocessable):
 
 def check_url(url: str, *, production: bool) -> None:
     """Refuse a target URL that is not https (in production), carries credentials, or names a forbidden host."""
+    try:
+        httpx.URL(url)  # what the delivery will parse it with (it refuses hosts a resolver would still take)
+    except httpx.InvalidURL as exc:
+        raise UnsafeTarget("the URL cannot be sent to") from exc
     parts = urlsplit(url)
     if parts.scheme not in ({"https"} if production else {"https", "http"}):
         raise UnsafeTarget("the URL must use https" if production else "the URL must use http or https")
@@ -68,24 +81,47 @@ def check_url(url: str, *, production: bool) -> None:
 
 def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, production: bool) -> None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address in METADATA_ADDRESSES or address.is_link_local or address.is_multicast or address.is_unspecified:
-        raise UnsafeTarget("link-local, metadata, multicast and unspecified addresses are refused")
-    if production and (address.is_loopback or address.is_private or address.is_reserved):
-        raise UnsafeTarget("loopback, private and reserved addresses are refused in production")
+        address = address.ipv4_mapped  # the IPv4 address itself
+    candidates = [address]
+    if isinstance(address, ipaddress.IPv6Address) and address.sixtofour is not None:
+        candidates.append(address.sixtofour)  # 6to4 relays deliver to the IPv4 address inside
+    for candidate in candidates:
+        if candidate in METADATA_ADDRESSES or candidate.is_link_local or candidate.is_multicast:
+            raise UnsafeTarget("link-local, metadata and multicast addresses are refused")
+        if candidate.is_unspecified:
+            raise UnsafeTarget("the unspecified address is refused")
+        if production and not (candidate.is_global and not candidate.is_reserved):
+            raise UnsafeTarget("only globally routable addresses are webhook targets in production")
 
 
-def check_resolved(url: str, *, production: bool) -> None:
-    """Before a delivery: every address the host resolves to must be allowed (DNS can change)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery goes: the URL with the checked address in place of the host name, and the name
+    kept for HTTP (``Host``) and TLS (SNI, against which the certificate is checked)."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+async def resolve(url: str, *, production: bool) -> Target:
+    """Before a delivery: the URL checked again and every address its host resolves to allowed (DNS can
+    change); the delivery goes to the first of them, never to what a second lookup might answer."""
+    check_url(url, production=production)
+    target = httpx.URL(url)
+    host = target.raw_host.decode("ascii")
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, target.port or 0, proto=socket.IPPROTO_TCP)
     except OSError as exc:
         raise UnsafeTarget(f"the host does not resolve: {exc.strerror or exc}") from exc
-    for info in infos:
-        check_address(ipaddress.ip_address(str(info[4][0]).split("%")[0]), production=production)
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
+        check_address(address, production=production)
+    if not addresses:
+        raise UnsafeTarget("the host does not resolve")
+    pinned = target.copy_with(host=str(addresses[0]))
+    named = target.scheme == "https" and pinned.raw_host != target.raw_host
+    return Target(pinned, {"Host": target.netloc.decode("ascii")}, {"sni_hostname": host} if named else {})
 
 
 def public(subscription: WebhookSubscription) -> WebhookPublic:

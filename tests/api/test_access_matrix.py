@@ -1,13 +1,14 @@
 """Access-control matrix (OWASP API1, broken object-level authorisation): every operation × every caller.
 
-67 operations × 10 callers = 670 cells, each with the exact status the contract gives it
+67 operations × 11 callers = 737 cells, each with the exact status the contract gives it
 (PRODUCT.md "Who uses it", API.md), run on SQLite and on PostgreSQL. An operation of the app
 without a row here, or a row whose operation no longer exists, fails
 ``test_every_operation_has_a_row``; so does a route left out of the OpenAPI document.
 
 The callers: the system and the coordinator of the organising region (05), of the residence
-region (08) and of an uninvolved region (19); a national and a region-scoped (05) auditor; the
-admin; no token. The world: a client organised by 05 and living in 08 with both named workers, a
+region (08) and of an uninvolved region (19); a national auditor, and region-scoped auditors of an
+involved (05) and of an uninvolved region (19: the one that shows the scope holds); the admin; no
+token. The world: a client organised by 05 and living in 08 with both named workers, a
 proposed cross-region pair, an open request from 05 to 08, a proposed cost decision paid by 08,
 a webhook subscription of 05 with one delivery, and the audit entries all that left. Reads share
 it; every write cell first builds a fresh target of its own (a client, worker, pair, request,
@@ -15,7 +16,7 @@ decision or subscription), so one caller's success never changes what the next c
 
 A caller that must not learn that the client exists gets 404 on its resources, never 403, and
 its lists answer 200 without any of the world's ids (``HIDDEN``). Callers involved in nothing (the
-uninvolved region, the admin, no token) also get, for ids that exist nowhere, exactly what they
+uninvolved region and its auditor, the admin, no token) also get, for ids that exist nowhere, exactly what they
 get for the world's: an answer that differs would tell them which ids exist.
 """
 
@@ -38,16 +39,28 @@ from app.services.clock import today
 from tests.api.helpers import born, client_body
 from tests.conftest import _reset, hetu
 
-CALLERS = ("sys05", "coord05", "sys08", "coord08", "sys19", "coord19", "auditor", "auditor05", "admin", "anonymous")
+CALLERS = (
+    "sys05",
+    "coord05",
+    "sys08",
+    "coord08",
+    "sys19",
+    "coord19",
+    "auditor",
+    "auditor05",
+    "auditor19",
+    "admin",
+    "anonymous",
+)
 GROUPS = {
     "org": ("sys05", "coord05"),
     "res": ("sys08", "coord08"),
     "out": ("sys19", "coord19"),
     "systems": ("sys05", "sys08", "sys19"),
-    "auditors": ("auditor", "auditor05"),
+    "auditors": ("auditor", "auditor05", "auditor19"),
 }
 HIDDEN = "200 without any of the world's ids"
-OUTSIDERS = ("sys19", "coord19", "admin", "anonymous")  # involved in no client of the world
+OUTSIDERS = ("sys19", "coord19", "auditor19", "admin", "anonymous")  # involved in no client of the world
 SECRET_PARAMS = {"client_id", "assignment_id", "request_id", "pair_id", "decision_id", "webhook_id"}
 Expected = int | str
 
@@ -66,14 +79,14 @@ def row(default: Expected, **cells: Expected) -> dict[str, Expected]:
 
 PUBLIC = row(200, anonymous=200)
 ANY_TOKEN = row(200)
-CLIENT_READ = row(200, out=404, admin=403)  # the client's own resources: involved regions and auditors
-REGION_LIST = row(200, out=HIDDEN, admin=403)  # filtered lists: an uninvolved region sees none of it
-REGION_OWN = row(403, org=200, auditors=200)  # one region's figures: its own callers and auditors
-AUDIT_LOG = row(403, auditors=200)
+CLIENT_READ = row(200, out=404, admin=403, auditor19=404)  # the client's own: involved regions, their auditors
+REGION_LIST = row(200, out=HIDDEN, admin=403, auditor19=HIDDEN)  # filtered lists: an uninvolved region sees none
+REGION_OWN = row(403, org=200, auditors=200, auditor19=403)  # one region's figures: its own callers and auditors
+AUDIT_LOG = row(403, auditors=200, auditor19=HIDDEN)
 CHAIN = row(403, auditor=200, admin=200)
 HOLDERS_WRITE = row(403, org=201, res=201, out=404)
 ORGANISING_WRITE = row(403, org=201, out=404)
-RECEIVER_ANSWER = row(403, coord08=200, out=404)  # the receiving region's coordinator answers
+RECEIVER_ANSWER = row(403, coord08=200, out=404, auditor19=404)  # the receiving region's coordinator answers
 OWN_WEBHOOK = row(404, org=200, auditors=403, admin=403)
 
 
@@ -218,6 +231,7 @@ def tokens(auth: Callable[..., dict[str, str]]) -> dict[str, dict[str, str]]:
         headers[f"coord{region}"] = auth("coordinator", region=region, sub=f"matrix-coord{region}")
     headers["auditor"] = auth("auditor", sub="matrix-auditor")
     headers["auditor05"] = auth("auditor", region="05", sub="matrix-auditor05")
+    headers["auditor19"] = auth("auditor", region="19", sub="matrix-auditor19")
     headers["admin"] = auth("admin", sub="matrix-admin")
     headers["anonymous"] = {}
     assert set(headers) == set(CALLERS)
@@ -345,7 +359,7 @@ async def _open_request(world: World) -> Req:
 
 write("POST", "/v1/coordination-requests/{request_id}/accept", RECEIVER_ANSWER)(_open_request)
 write("POST", "/v1/coordination-requests/{request_id}/decline", RECEIVER_ANSWER)(_open_request)
-write("POST", "/v1/coordination-requests/{request_id}/cancel", row(403, org=200, out=404))(_open_request)
+write("POST", "/v1/coordination-requests/{request_id}/cancel", row(403, org=200, out=404, auditor19=404))(_open_request)
 
 
 # --- work pairs -----------------------------------------------------------------------------------
@@ -366,7 +380,7 @@ async def _proposed_pair(world: World) -> Req:
     return Req(ids={"pair_id": await world.pair(client["client_id"])}, json={"reason": "no longer needed"})
 
 
-@write("POST", "/v1/pairs/{pair_id}/confirm", RECEIVER_ANSWER)
+@write("POST", "/v1/pairs/{pair_id}/confirm", RECEIVER_ANSWER | {"auditor19": 403})  # a role check before the lookup
 async def _confirm_pair(world: World) -> Req:
     return Req(ids=(await _proposed_pair(world)).ids)  # no body
 
@@ -379,7 +393,8 @@ write("POST", "/v1/pairs/{pair_id}/end", row(403, org=200, res=200, out=404))(_p
 read("GET", "/v1/clients/{client_id}/cost-decisions", CLIENT_READ)
 read("GET", "/v1/cost-decisions", REGION_LIST)
 read("GET", "/v1/cost-decisions/summary", REGION_OWN, params={"region": "05"})
-read("GET", "/v1/cost-decisions/export", row(403, coord05=200, auditors=200), params={"payer_region": "05"})
+COST_EXPORT = row(403, coord05=200, auditors=200, auditor19=403)
+read("GET", "/v1/cost-decisions/export", COST_EXPORT, params={"payer_region": "05"})
 read("GET", "/v1/cost-decisions/{decision_id}", CLIENT_READ)
 
 
@@ -416,7 +431,11 @@ read("GET", "/v1/caseload/overview", row(200, systems=403))
 read("GET", "/v1/audit/events", AUDIT_LOG)
 read("GET", "/v1/audit/access-log", AUDIT_LOG)
 read("GET", "/v1/audit/disclosures", AUDIT_LOG)
-read("GET", "/v1/clients/{client_id}/access-report", row(403, coord05=200, coord08=200, coord19=404, auditors=200))
+read(
+    "GET",
+    "/v1/clients/{client_id}/access-report",
+    row(403, coord05=200, coord08=200, coord19=404, auditors=200, auditor19=404),
+)
 read("GET", "/v1/audit/verify", CHAIN)
 read("GET", "/v1/audit/keys", CHAIN)
 read("GET", "/v1/audit/export", row(403, auditor=200), params={"log": "change"})

@@ -154,6 +154,21 @@ async def test_a_duplicate_does_not_reveal_the_client_to_an_uninvolved_region(ap
     assert again.status_code == 409 and again.json()["existing_id"] is None
 
 
+async def test_a_duplicate_does_not_tell_a_region_only_asked_about_the_client_whose_code_it_is(api, auth):
+    """A region with an open request about a client sees it without its code (search finds nothing);
+    registering the code again must not hand it the client's id instead."""
+    body = client_body(organising_region="05", residence_region="05")
+    client = await register(api, auth("system", region="05"), **body)
+    request = {"client_id": client["id"], "to_region": "19", "kind": "other", "message": "please call"}
+    assert (await api.post("/v1/coordination-requests", json=request, headers=auth("system", region="05"))).is_success
+    asked = auth("system", region="19")
+    assert (await api.get(f"/v1/clients/{client['id']}", headers=asked)).json()["personal_id"] is None
+    again = await api.post(
+        "/v1/clients", json={**body, "organising_region": "19", "residence_region": "19"}, headers=asked
+    )
+    assert again.status_code == 409 and again.json()["existing_id"] is None
+
+
 async def test_century_signs_are_distinct_people(api, auth):
     from tests.conftest import hetu
 

@@ -408,6 +408,22 @@ async def test_export_streams_the_register_without_identity_codes(api, auth, cli
 
 
 @pytest.mark.parametrize(
+    ("path", "params"),
+    [("/v1/cost-decisions/export", {"payer_region": "08", "format": "jsonl"}), ("/v1/audit/export", {"log": "change"})],
+)
+async def test_json_lines_exports_keep_each_record_on_its_line_whatever_its_text(api, auth, client, path, params):
+    """Text with the line breaks JSON leaves raw (NEL, U+2028, U+2029) must not split its record for a
+    reader that splits lines the way str.splitlines does: it would drop or choke on that record."""
+    basis = "SHL 21 b §\x85from March\u2028see plan\u2029end"
+    decision = (await propose(api, auth, client["id"], legal_basis=basis)).json()
+    response = await api.get(path, params=params, headers=auth("auditor"))
+    assert response.status_code == 200, response.text
+    records = [json.loads(line) for line in response.text.splitlines()]
+    assert len(records) == response.text.count("\n")
+    assert basis in json.dumps(records, ensure_ascii=False) and decision["id"] in response.text
+
+
+@pytest.mark.parametrize(
     ("who", "status"), [("system-08", 403), ("coordinator-05", 403), ("auditor-08", 200), ("auditor", 200)]
 )
 async def test_export_is_for_the_payers_finance(api, auth, who, status):

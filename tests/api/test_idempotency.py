@@ -7,10 +7,11 @@ import datetime as dt
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
+from app.models.integration import IdempotencyRecord
 from app.services import idempotency
-from tests.api.helpers import add_worker
+from tests.api.helpers import add_worker, client_body
 from tests.api.test_audit_changes import RECIPES, _entries, _world
 from tests.conftest import PG_ADMIN_URL, PG_TEST_DB
 
@@ -106,12 +107,52 @@ async def test_a_key_older_than_24_hours_is_forgotten(api, auth, app):
     assert await _count(app, "idempotency_key") == 1
 
 
-@pytest.mark.parametrize("key", ["", "has space", "ä-umlaut".encode(), "x" * 256])
+@pytest.mark.parametrize("key", ["", "has space", "ä-umlaut".encode(), "x" * 256, "131052-308T", "client-010101a123n"])
 async def test_malformed_keys_are_refused(api, auth, app, key):
     headers = {**auth("coordinator", region="05"), "Idempotency-Key": key}
     response = await api.post("/v1/workers", json=WORKER, headers=headers)
     assert response.status_code == 422
     assert response.json()["code"] == "validation_error"
+    assert await _count(app, "worker") == 0
+
+
+async def test_a_stored_response_holds_no_identity_code_and_its_request_hash_needs_the_key(api, auth, app):
+    """The record of a registration keeps the answer (which shows the code) encrypted, and the hash of
+    the request (which holds the code) keyed: the rest of the request is in the client's row, so a
+    plain hash would give the code away to ~6,000 guesses."""
+    body = client_body()
+    headers = {**auth("system", region="05", sub="registrar"), "Idempotency-Key": "register-1"}
+    first = await api.post("/v1/clients", json=body, headers=headers)
+    assert first.status_code == 201 and first.json()["personal_id"] == body["personal_id"]
+    async with app.state.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT * FROM idempotency_key"))).all()
+    stored = repr([tuple(row) for row in rows])
+    assert body["personal_id"] not in stored and body["personal_id"].encode().hex() not in stored
+    unkeyed = idempotency.legacy_request_hash("POST", "/v1/clients", "", first.request.content)
+    assert unkeyed not in stored
+    again = await api.post("/v1/clients", json=body, headers=headers)
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+
+
+async def test_a_record_stored_before_keyed_hashes_still_replays(api, auth, app):
+    """Records written by the previous release (plain hash, plain body) replay for their 24 hours."""
+    headers = {**auth("coordinator", region="05", sub="upgrader"), "Idempotency-Key": "before-upgrade"}
+    request = api.build_request("POST", "/v1/workers", json=WORKER, headers=headers)
+    old = {
+        "subject": "upgrader",
+        "key": "before-upgrade",
+        "method": "POST",
+        "path": "/v1/workers",
+        "request_hash": idempotency.legacy_request_hash("POST", "/v1/workers", "", request.content),
+        "status_code": 201,
+        "headers": {"content-type": "application/json"},
+        "body": b'{"id": "from-before"}',
+        "created_at": dt.datetime.now(dt.UTC),
+    }
+    async with app.state.engine.begin() as conn:
+        await conn.execute(insert(IdempotencyRecord).values(old))
+    replayed = await api.send(request)
+    assert replayed.headers["idempotent-replayed"] == "true" and replayed.json() == {"id": "from-before"}
     assert await _count(app, "worker") == 0
 
 

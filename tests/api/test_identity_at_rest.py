@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import secrets
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +17,8 @@ from app.config import Settings
 from app.main import create_app
 from app.migrate import downgrade, upgrade
 from app.services.vault import Vault, VaultError, new_key_file
-from tests.api.helpers import register
+from tests.api.helpers import add_worker, register
+from tests.conftest import hetu
 
 
 async def _raw_rows(app) -> str:
@@ -133,3 +136,62 @@ def test_the_migration_encrypts_codes_already_stored_and_reverses(tmp_path, monk
     with sqlite3.connect(tmp_path / "old.db") as conn:
         assert conn.execute("SELECT personal_id FROM client").fetchone() == ("150305A901E",)
     get_settings.cache_clear()
+
+
+FREE_TEXT = {
+    "a request's message": ("POST", "/v1/coordination-requests", "message"),
+    "a worker's name": ("POST", "/v1/workers", "name"),
+    "a cost decision's legal basis": ("POST", "/v1/clients/{client}/cost-decisions", "legal_basis"),
+    "a webhook URL": ("POST", "/v1/webhooks", "url"),
+    "an external id": ("POST", "/v1/workers", "external_id"),
+}
+
+
+async def _free_text_world(api, auth) -> dict[str, Any]:
+    coordinator = auth("coordinator", region="05")
+    client = await register(api, coordinator)
+    worker = await add_worker(api, coordinator, "05")
+    bodies = {
+        "/v1/coordination-requests": {"client_id": client["id"], "to_region": "08", "kind": "other", "message": ""},
+        "/v1/workers": {"region": "05", "name": "", "role": "counsellor"},
+        "/v1/clients/{client}/cost-decisions": {
+            "service_type": "supported_housing",
+            "payer_region": "08",
+            "payer_service": "aftercare",
+            "valid_from": client["aftercare_start"],
+            "legal_basis": "",
+        },
+        "/v1/webhooks": {"url": "", "secret": "0123456789abcdef"},
+    }
+    return {"headers": coordinator, "client": client, "worker": worker["id"], "bodies": bodies}
+
+
+@pytest.mark.parametrize("where", FREE_TEXT)
+async def test_an_identity_code_in_free_text_is_refused_before_any_log_or_event_holds_it(api, auth, app, where):
+    """Only personal_id is sealed: any other text goes as it is into the append-only change log, the
+    feed and webhooks of other regions, and exports."""
+    world = await _free_text_world(api, auth)
+    method, path, field = FREE_TEXT[where]
+    code = hetu(dt.date(2005, 3, 15), 321, "A")
+    text_with_code = f"https://hooks.example.org/{code.lower()}" if field == "url" else f"asiakas {code.lower()}, soita"
+    body = world["bodies"][path] | ({"name": "W"} if field == "external_id" else {}) | {field: text_with_code}
+    url = path.format(client=world["client"]["id"])
+    before = await _raw_rows(app)
+    response = await api.request(method, url, json=body, headers=world["headers"])
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"][-1] == field and code.lower() not in response.text.lower()
+    assert await _raw_rows(app) == before
+    shaped_but_no_code = body | {field: text_with_code.replace(code.lower(), code.lower()[:-1] + "x")}
+    assert (await api.request(method, url, json=shaped_but_no_code, headers=world["headers"])).is_success
+
+
+async def test_an_import_line_with_a_code_outside_personal_id_is_refused(api, auth, app):
+    code = hetu(dt.date(2005, 3, 15), 322, "A")
+    line = {"type": "worker", "source_system": "Lifecare", "external_id": code, "name": "W", "role": "counsellor"}
+    response = await api.post(
+        "/v1/imports",
+        content=json.dumps(line).encode(),
+        headers=auth("coordinator", region="05") | {"Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 422 and response.json()["report"]["errors"][0]["code"] == "validation_error"
+    assert code not in response.text and code not in await _raw_rows(app)

@@ -7,7 +7,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -115,6 +117,7 @@ def test_back_off_doubles_with_jitter_up_to_the_cap():
         "ftp://example.org/x",
         "https://user:pass@example.org/x",
         "http:///nohost",
+        "http://0251.0376.0251.0376/x",  # 169.254.169.254 in octal to the resolver; no URL to httpx
     ],
 )
 def test_unsafe_targets_are_refused(url):
@@ -128,6 +131,31 @@ def test_production_needs_https_and_a_public_address():
             check_url(url, production=True)
     check_url("https://hooks.example.org/silta", production=True)
     check_url("http://127.0.0.1:9000/x", production=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data",  # 6to4 carrying 169.254.169.254
+        "http://100.100.100.200/latest/meta-data",  # Alibaba Cloud's metadata service
+        "http://168.63.129.16/machine",  # Azure's WireServer, a public address inside every VM's network
+    ],
+)
+def test_metadata_services_behind_other_addresses_are_refused_everywhere(url):
+    with pytest.raises(UnsafeTarget):
+        check_url(url, production=False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["100.64.0.1", "198.18.0.1", "192.0.0.170", "[64:ff9b::a9fe:a9fe]", "[2001::1]", "[::a9fe:a9fe]"],
+)
+def test_production_sends_only_to_globally_routable_addresses(address):
+    """Shared address space (carrier-grade NAT, cloud-internal), benchmarking, IETF and translation ranges
+    are not the public internet: none of them is a receiver's webhook endpoint."""
+    with pytest.raises(UnsafeTarget):
+        check_url(f"https://{address}/x", production=True)
+    check_url("https://93.184.216.34/x", production=True)
 
 
 async def test_subscriptions_per_region_never_show_the_secret(api, auth, app):
@@ -288,3 +316,92 @@ async def test_parallel_workers_never_take_the_same_delivery(api, auth, app, rec
     async with app.state.engine.connect() as conn:
         by = (await conn.execute(text("SELECT count(DISTINCT worker) FROM webhook_attempt"))).scalar()
     assert by > 1
+
+
+@pytest.fixture
+def rebinding_dns(monkeypatch) -> list[str]:
+    """``hooks.example.org`` answers a public address to the first lookup and 127.0.0.1 to every later
+    one (DNS rebinding); any other name resolves as usual. Returns the names looked up."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def lookup(host, port, *args, **kwargs):
+        if host != "hooks.example.org":
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        address = "93.184.216.34" if len(asked) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port or 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    return asked
+
+
+async def test_a_delivery_goes_to_the_address_that_was_checked(api, auth, app, rebinding_dns):
+    """A name checked as public must not be looked up again by the HTTP client, which could then get
+    a loopback or metadata address; TLS still checks the certificate against the name."""
+    await subscribe(api, auth, "https://hooks.example.org/silta", ["worker.created"])
+    await add_worker(api, auth("coordinator", region="05"), "05")
+    sent: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(204))
+    async with httpx.AsyncClient(transport=transport) as http:
+        assert await deliverer(app, http, "w1", env="production").run_once() == 1
+    assert [(r.url.host, r.url.path, r.headers["host"], r.extensions.get("sni_hostname")) for r in sent] == [
+        ("93.184.216.34", "/silta", "hooks.example.org", "hooks.example.org")
+    ]
+    assert rebinding_dns == ["hooks.example.org"]  # one lookup: the one that was checked
+
+
+class Trickler:
+    """A receiver on 127.0.0.1 that starts its answer and then sends one byte of it every half second."""
+
+    def __init__(self, seconds: float) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(int(seconds * 2)):
+                    try:
+                        self.wfile.write(b"z")
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the sender gave up
+                    time.sleep(0.5)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/slow"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_a_receiver_that_answers_a_byte_at_a_time_cannot_hold_the_worker(api, auth, app, http):
+    """Each byte comes well within httpx's per-read timeout; the attempt as a whole still ends on time,
+    so one region's slow endpoint does not stall every other region's deliveries behind it."""
+    slow = Trickler(seconds=20)
+    try:
+        hook = await subscribe(api, auth, slow.url, ["worker.created"])
+        await add_worker(api, auth("coordinator", region="05"), "05")
+        started = time.monotonic()
+        assert await deliverer(app, http, "w1", webhook_timeout_seconds=1).run_once() == 1
+        assert time.monotonic() - started < 5
+    finally:
+        slow.close()
+    [delivery] = await deliveries(api, auth, hook)
+    assert delivery["state"] == "pending" and delivery["last_error"] == "no answer within 1 s"
+
+
+async def test_a_stored_target_httpx_cannot_send_to_fails_its_attempt_not_the_round(api, auth, app, http):
+    """A subscription stored before its URL was refused must end as a failed attempt (and in time dead),
+    not as an exception that leaves the delivery leased and retried forever without an attempt."""
+    hook = await subscribe(api, auth, "https://hooks.example.org/silta", ["worker.created"])
+    async with app.state.engine.begin() as conn:
+        await conn.execute(text("UPDATE webhook_subscription SET url = 'http://0251.0376.0251.0376/x'"))
+    await add_worker(api, auth("coordinator", region="05"), "05")
+    assert await deliverer(app, http, "w1").run_once() == 1
+    [delivery] = await deliveries(api, auth, hook)
+    assert (delivery["attempts"], delivery["state"]) == (1, "pending") and "URL" in delivery["last_error"]
