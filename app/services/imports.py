@@ -167,7 +167,11 @@ class Run:
             if isinstance(line, AssignmentLine)
         }
         workers = {worker_id for worker_id in named if worker_id is not None}
-        return await Bulk.begin(session, self.caller, vault_of(session), ctx.reference, workers)
+        bulk = await Bulk.begin(session, self.caller, vault_of(session), ctx.reference, workers)
+        # the locks were taken in the session's first savepoint: release it, or a line failing before
+        # anything is written rolls back to it and frees the workers while their assignments are pending
+        await session.commit()
+        return bulk
 
     def _limit(self, remaining: int) -> int:
         """How many of the remaining lines one transaction may take."""

@@ -220,3 +220,38 @@ async def test_parallel_imports_of_one_code_register_it_once(api, auth, app, mon
     assert sum(report["created"] for report in reports) == 4 + 1
     assert sorted(error["code"] for report in reports for error in report["errors"]) == 3 * ["duplicate_across_systems"]
     assert await count(app, "client") == 5
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("path", ["set-based", "services"])
+async def test_a_worker_deactivated_during_an_import_has_no_assignment_left(api, auth, monkeypatch, path):
+    """The import holds the worker (shared) from its check to its commit, as ``create_assignment`` does, so
+    a deactivation waits and then ends the new assignment. A line failing before anything of the
+    transaction was written rolled the set-based path's locks back with it."""
+    monkeypatch.setattr(import_service, "SET_BASED", path == "set-based")
+    headers = coord(auth)
+    assert (await post_import(api, headers, jsonl(worker("w1")))).json()["created"] == 1
+    (named,) = (await api.get("/v1/workers", params={"region": "05"}, headers=headers)).json()["items"]
+    real, deactivations = import_service._apply, []
+
+    async def deactivating(session, caller, number, line, report, ctx):
+        applied = await real(session, caller, number, line, report, ctx)
+        if number == 3:  # the assignment is checked: another coordinator deactivates its worker now
+            patch = api.patch(f"/v1/workers/{named['id']}", json={"active": False}, headers=headers)
+            deactivations.append(asyncio.create_task(patch))
+            await asyncio.wait(deactivations, timeout=1.0)
+        return applied
+
+    monkeypatch.setattr(import_service, "_apply", deactivating)
+    too_old = today().replace(year=today().year - 30)
+    body = jsonl(client("c0", new_hetu(too_old)), client("c1", new_hetu()), assignment("c1", "w1"))
+    report = (await post_import(api, headers, body, atomic="false")).json()
+    assert (report["created"], report["failed"]) == (2, 1), report
+    assert (await deactivations[0]).status_code == 200
+    (c1,) = (
+        await api.post("/v1/clients/search", json={"system": "Lifecare", "external_id": "c1"}, headers=headers)
+    ).json()["items"]
+    running = await api.get(
+        f"/v1/clients/{c1['id']}/assignments", params={"as_of": today().isoformat()}, headers=headers
+    )
+    assert running.json()["items"] == []
