@@ -43,7 +43,6 @@ applied line leaves one change entry.
 
 from __future__ import annotations
 
-import copy
 import time
 import uuid
 from dataclasses import dataclass
@@ -130,7 +129,7 @@ class Run:
                 _note_code(ctx, number, line)
         start, bulk = 0, SET_BASED
         while start < len(parsed):
-            kept = copy.deepcopy((report, ctx.index, ctx.shown)) if bulk else None
+            kept = _kept(report, ctx) if bulk else None
             outer = OuterTransaction(self.factory, savepoints=savepoints, within=self.within)
             session = await outer.begin()
             try:
@@ -221,6 +220,14 @@ class Run:
             await outer.rollback()
             raise
         await outer.commit()
+
+
+def _kept(report: ImportReport, ctx: ImportContext) -> tuple[ImportReport, ImportIndex, set[uuid.UUID]]:
+    """What a transaction's lines change in the run's state, to restore if they run again through the services.
+
+    Copies, not deep copies: lines only add errors and entries, never change one, and a deep copy of an index
+    of 100,000 lines took seconds, once for each of its transactions."""
+    return report.model_copy(update={"errors": list(report.errors)}), ctx.index.copy(), set(ctx.shown)
 
 
 def _named_clients(exc: SiltaError) -> set[uuid.UUID]:
