@@ -127,6 +127,9 @@ class Run:
         for number, line in parsed:
             if isinstance(line, ClientLine):
                 _note_code(ctx, number, line)
+            elif isinstance(line, AssignmentLine):
+                assert line.source_system is not None
+                ctx.named_until[(line.source_system, line.client_external_id)] = number
         start, bulk = 0, SET_BASED
         while start < len(parsed):
             kept = _kept(report, ctx) if bulk else None
@@ -196,6 +199,7 @@ class Run:
                 return position + 1, False
             if ctx.bulk is not None and len(ctx.bulk.writes) >= FLUSH_LINES:
                 await ctx.bulk.flush(session)
+                ctx.bulk.release(ctx.named_until, after=number)
             if not (self.dry_run or self.atomic) and time.monotonic() - began > BATCH_SECONDS:
                 return position + 1, True
         return end, True
