@@ -157,6 +157,95 @@ async def test_both_paths_store_the_same_entries_and_feed_events(api, auth, app,
             assert bulk == services, f"{kind} {position}"
 
 
+def on_day(days: int) -> str:
+    return (today() + dt.timedelta(days=days)).isoformat()
+
+
+def living_elsewhere(prefix: str, birth: dt.date) -> list[dict[str, Any]]:
+    """Clients abroad, in Åland (by municipality) and, protected, in another region by municipality."""
+    return [
+        worker(f"{prefix}w1"),
+        client(f"{prefix}c1", new_hetu(birth), residence_region=None, residence_outside="abroad"),
+        client(f"{prefix}c2", new_hetu(birth), residence_region=None, residence_municipality="478"),
+        client(
+            f"{prefix}c3", new_hetu(birth), residence_region=None, residence_municipality="837", address_protection=True
+        ),
+        assignment(f"{prefix}c1", f"{prefix}w1", responsibility="residence"),  # no_residence_region
+        assignment(f"{prefix}c1", f"{prefix}w1", start_date=None),
+        assignment(f"{prefix}c2", f"{prefix}w1", start_date=on_day(-400)),  # before aftercare: invalid_dates
+        assignment(f"{prefix}c2", f"{prefix}w1", start_date=on_day(-10)),
+        assignment(f"{prefix}c3", f"{prefix}w1", start_date=on_day(-10)),
+    ]
+
+
+def registered_by_the_residence_region(prefix: str, birth: dt.date) -> list[dict[str, Any]]:
+    """Region 08 imports: a client 05 organises (a request to 05), and one of its own."""
+    return [
+        worker(f"{prefix}w1", region="08"),
+        client(f"{prefix}c1", new_hetu(birth), residence_region="08"),
+        assignment(f"{prefix}c1", f"{prefix}w1", responsibility="residence", start_date=on_day(-20)),
+        assignment(f"{prefix}c1", f"{prefix}w1"),  # the organising worker is 05's: not_responsible
+        client(f"{prefix}c2", new_hetu(birth), organising_region="08", residence_region="08"),
+        assignment(f"{prefix}c2", f"{prefix}w1", start_date=None),
+    ]
+
+
+def dates_limits_and_changes(prefix: str, birth: dt.date) -> list[dict[str, Any]]:
+    """Aftercare starting later, an age limit near and past, special support, and lines that change
+    what earlier lines created (through the services, between set-based lines)."""
+    turning_23 = today().replace(year=today().year - 23)
+    code = new_hetu(birth)
+    return [
+        worker(f"{prefix}w1"),
+        worker(f"{prefix}w2", role="counsellor"),
+        client(f"{prefix}c1", new_hetu(birth), aftercare_start=on_day(10), residence_region="08"),
+        assignment(f"{prefix}c1", f"{prefix}w1", start_date=None),  # before aftercare begins
+        assignment(f"{prefix}c1", f"{prefix}w1", start_date=on_day(20)),
+        client(f"{prefix}c2", code, support_level="special"),
+        assignment(f"{prefix}c2", f"{prefix}w2", start_date=None),  # social_worker_required
+        client(f"{prefix}c3", new_hetu(turning_23 + dt.timedelta(days=5))),
+        assignment(f"{prefix}c3", f"{prefix}w1", start_date=on_day(3)),
+        assignment(f"{prefix}c3", f"{prefix}w2", start_date=on_day(4)),  # responsibility_taken
+        client(f"{prefix}c4", new_hetu(turning_23 - dt.timedelta(days=5))),  # aftercare_age_exceeded
+        worker(f"{prefix}w1", role="counsellor"),  # updated, then named: social_worker_required
+        assignment(f"{prefix}c2", f"{prefix}w1"),
+        client(f"{prefix}c2x", code, system="Pegasos"),  # duplicate_across_systems
+        client(f"{prefix}c2", code, support_level="special", address_protection=True),  # updated
+        client(f"{prefix}c5", new_hetu(birth)),
+        assignment(f"{prefix}c5", f"{prefix}w2", start_date=on_day(-5)),
+        client(f"{prefix}c5", code),  # conflicting_data (a client named in an error: an access entry)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shaped", "region"),
+    [(living_elsewhere, "05"), (registered_by_the_residence_region, "08"), (dates_limits_and_changes, "05")],
+)
+async def test_both_paths_report_and_store_the_same_for_every_kind_of_line(api, auth, app, monkeypatch, shaped, region):
+    """Writes every 3 lines and commits every 5, so lines meet clients and workers written already,
+    and clients of an earlier transaction."""
+    monkeypatch.setattr(import_service, "FLUSH_LINES", 3)
+    monkeypatch.setattr(import_service, "BATCH_LINES", 5)
+    birth = today().replace(year=today().year - 19) - dt.timedelta(days=3)
+    seen, headers = {}, coord(auth, region)
+    for path, prefix in (("services", "s-"), ("set-based", "b-")):
+        monkeypatch.setattr(import_service, "SET_BASED", path == "set-based")
+        marker, logged = await high_water(app), await count(app, "access_log_client")
+        lines = shaped(prefix, birth)
+        for line in lines:
+            if line.get("start_date", "") is None:
+                del line["start_date"]  # today
+            if line["type"] == "client":
+                line.setdefault("aftercare_start", on_day(-40))
+        response = await post_import(api, headers, jsonl(*lines), atomic="false")
+        seen[path] = await stored_after(app, marker, prefix)
+        seen[path]["report"] = json.loads(response.text.replace(prefix, "<prefix>"))
+        seen[path]["access"] = await count(app, "access_log_client") - logged
+    assert seen["services"]["report"]["failed"] >= 1 and seen["services"]["report"]["created"] > 4
+    for kind in ("report", "access", "rows", "entries", "feed"):
+        assert seen["set-based"][kind] == seen["services"][kind], kind
+
+
 @pytest.mark.parametrize("path", ["set-based", "services"])
 async def test_the_set_based_path_costs_the_same_statements_for_any_number_of_lines(api, auth, app, monkeypatch, path):
     """What makes 10,000 lines fast: on the set-based path a file of 5 or of 20 clients costs the
