@@ -103,7 +103,7 @@ class ImportIndex:
     def copy(self) -> ImportIndex:
         """A copy to restore if a transaction's lines run again: lines only add and remove entries (never
         change one), so copying the containers will do, at a cost that stays small for 100,000 lines."""
-        return ImportIndex(**{name.name: copy.copy(getattr(self, name.name)) for name in fields(self)})
+        return ImportIndex(**{member.name: copy.copy(getattr(self, member.name)) for member in fields(self)})
 
     def has_assignment(self, line: AssignmentLine, client_id: uuid.UUID, worker_id: uuid.UUID) -> bool:
         """The same worker holds the responsibility from the line's start date (or, without one, today)."""
