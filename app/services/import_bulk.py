@@ -77,6 +77,7 @@ class BulkConflict(Exception):
 class Held:
     """A client registered on this path in the current transaction, and everything it has."""
 
+    key: tuple[str, str]  # (source system, external id)
     client: Client
     periods: list[ResponsibilityPeriod]
     assignments: list[Assignment] = field(default_factory=list)
@@ -127,13 +128,13 @@ class Bulk:
         self._keep([worker], [change_record("worker.created", worker, None)])
         return worker.id
 
-    def client(self, data: ClientCreate, pid: PersonalId) -> uuid.UUID:
+    def client(self, data: ClientCreate, pid: PersonalId, key: tuple[str, str]) -> uuid.UUID:
         organising = state.organiser(self._region(data.organising_region))
         municipality = self.municipalities.get(data.residence_municipality or "")
         residence = residence_of(data, municipality, {code for code, row in self.regions.items() if row.organiser})
         on = today()
         new = registration(self.caller.writer_region(), data, pid, organising, residence, on, self.vault.seal(pid.code))
-        client, held = new.client, Held(new.client, new.periods)
+        client, held = new.client, Held(key, new.client, new.periods)
         requests = []
         if new.request is not None:
             kind, other = new.request
@@ -181,6 +182,13 @@ class Bulk:
         """A line through the services may change this client or worker: later lines read it again."""
         self.clients.pop(client_id, None)  # type: ignore[arg-type]
         self.workers.pop(worker_id, None)  # type: ignore[arg-type]
+
+    def release(self, named_until: dict[tuple[str, str], int], *, after: int) -> None:
+        """After a flush: let go of the clients no line after ``after`` names (``named_until``: a client's
+        last assignment line). Memory then holds the clients of the last ``FLUSH_LINES`` lines and those
+        a later line names (some 20 KiB each), not every client of an atomic import's file."""
+        kept = self.clients.items()
+        self.clients = {client_id: held for client_id, held in kept if named_until.get(held.key, 0) > after}
 
     # --- writing --------------------------------------------------------------------------------
 

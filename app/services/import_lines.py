@@ -59,6 +59,7 @@ class ImportContext:
     settings: Settings
     index: ImportIndex = field(default_factory=ImportIndex)
     codes: dict[str, FirstSeen] = field(default_factory=dict)  # identity code -> its first line
+    named_until: dict[tuple[str, str], int] = field(default_factory=dict)  # client key -> its last assignment line
     shown: set[uuid.UUID] = field(default_factory=set)  # clients a line's error told the caller about
     reference: list[Any] = field(default_factory=list)  # regions and municipalities, held for the session
     bulk: Bulk | None = None  # the set-based path of the current transaction (app.services.import_bulk)
@@ -134,7 +135,7 @@ async def import_client(
     data["external_ids"] = [{"system": line.source_system, "id": line.external_id}]
     new = ClientCreate.model_validate(data)
     if ctx.bulk is not None and vault_of(session).lookup(code) not in ctx.index.registered:
-        client_id = ctx.bulk.client(new, pid)
+        client_id = ctx.bulk.client(new, pid, key)
     else:
         await ctx.by_services(session)
         try:
