@@ -459,11 +459,9 @@ async def test_huge_tokens_are_refused_before_any_parsing_or_crypto(
 
     calls.clear()
     token = sized(forge, size)
-    started = time.perf_counter()
     response = await client.get(URL, headers={"Authorization": f"Bearer {token}"})
     assert_bare_401(response, token)
-    assert calls == []
-    assert time.perf_counter() - started < 1.0
+    assert calls == []  # refused before any parsing or crypto: proven by the spies, not by a clock
 
 
 # Every route that reads a body: FastAPI parses JSON before it resolves dependencies.
