@@ -29,7 +29,9 @@ Later benchmarks import it: ``summary = dataset.build(url, scale, seed, data_dir
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import gc
 import json
 import multiprocessing
 import os
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +81,8 @@ class Phases:
     """Seconds per phase, printed as they end."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet, self.seconds, self.t0 = quiet, {}, time.monotonic()
+        self.quiet, self.t0 = quiet, time.monotonic()
+        self.seconds: dict[str, float] = {}
         self.mark = self.t0
 
     def done(self, phase: str, what: str = "") -> None:
@@ -96,6 +99,18 @@ class Phases:
 
 def default_data_dir(db_name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"{db_name}-data"
+
+
+@contextlib.contextmanager
+def _no_collector() -> Iterator[None]:
+    """Millions of acyclic records: the cyclic collector would rescan them all, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def build(
@@ -117,6 +132,20 @@ def build(
     name = _database(url)
     if not 0 < scale <= MAX_SCALE:
         raise SystemExit(f"--scale must be in (0, {MAX_SCALE}]")
+    with _no_collector():
+        return _build(url, name, scale, seed, data_dir, today, jobs, quiet)
+
+
+def _build(
+    url: str,
+    name: str,
+    scale: float,
+    seed: int,
+    data_dir: Path | None,
+    today: dt.date | None,
+    jobs: int | None,
+    quiet: bool,
+) -> dict[str, Any]:
     data_dir = (data_dir or default_data_dir(name)).resolve()
     today = today or finnish_today()
     jobs = jobs or os.cpu_count() or 1
@@ -138,6 +167,9 @@ def build(
     plans = plan_clients(world, People(world.rng), round(CLIENTS * scale), INITIAL_SHARE)
     counts = {"region_settings_version": len(versions), "worker": len(staff.rows)}
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        # the reference data's own timestamps: the migrations ran when the service went live
+        cur.execute("UPDATE region SET updated_at = %s", (world.go_live,))
+        cur.execute("UPDATE region_settings_version SET recorded_at = %s", (world.go_live,))
         for region in world.regions.values():
             cur.execute(
                 "UPDATE region SET grace_days = %s, aftercare_end_age = %s, updated_at = %s WHERE code = %s",
@@ -147,11 +179,12 @@ def build(
         copy(cur, "worker", staff.rows)
     phases.done("plan", f"{len(staff.rows):,} workers, {len(plans):,} clients")
 
+    planned, world.txs = world.txs, []  # the writes made outside any one client: settings, workers
     played = _play(Job(url, seed, world, staff, vault, key), plans, jobs, quiet)
     counts.update(played.counts)
     phases.done("history", f"{played.counts['client']:,} clients lived and loaded, {len(played.changes):,} writes")
 
-    changes = played.changes + [pack_change(tx, key, world.feed_from) for tx in _parent_writes(world, played)]
+    changes = played.changes + [pack_change(tx, key, world.feed_from) for tx in _parent_writes(world, planned, played)]
     writer = LogWriter(key, world.all_codes)
     writer.number(changes, played.reads)
     phases.done("number logs", f"{len(changes):,} change and {len(played.reads):,} access entries")
@@ -159,10 +192,10 @@ def build(
         for loaded in pool.map(lambda tables: _load(url, tables, writer.rows), LOG_LOADS):
             counts.update(loaded)
     with psycopg.connect(url) as conn:
-        for region, last in writer.last_seq.items():
+        for code, last in writer.last_seq.items():
             conn.execute(
                 "UPDATE feed_position SET last_seq = %s, purged_through = %s WHERE region = %s",
-                (last, writer.purged_through[region], region),
+                (last, writer.purged_through[code], code),
             )
         _advance_sequences(conn)
     phases.done("load logs", f"{counts['audit_chain']:,} log entries, {counts['feed_event']:,} feed events")
@@ -207,6 +240,8 @@ def _world(url: str, rng: random.Random, today: dt.date) -> World:
         regions = conn.execute("SELECT * FROM region ORDER BY code").fetchall()
         municipalities = [(row["code"], row["region_code"]) for row in conn.execute("SELECT * FROM municipality")]
     world = World(rng, load_regions(regions, municipalities), today, YEARS)
+    for region in world.regions.values():  # the migrations ran when the service went live
+        region.row["updated_at"] = world.go_live
     world.all_codes = [row["code"] for row in regions]
     world.municipality_region = dict(municipalities)
     world.aland = sorted(code for code, region in municipalities if region not in world.regions)
@@ -309,31 +344,46 @@ _CONNECTION: psycopg.Connection[Any] | None = None
 
 
 def _play(job: Job, plans: list[ClientPlan], jobs: int, quiet: bool) -> Played:
-    """Every chunk of clients played by ``jobs`` forked processes; results gathered in chunk order."""
-    global _JOB
+    """Every chunk of clients, played by ``jobs`` forked processes (or this one); gathered in chunk order."""
+    global _JOB, _CONNECTION
     _JOB = job
     chunks = [(index, plans[start : start + CHUNK]) for index, start in enumerate(range(0, len(plans), CHUNK))]
     played = Played()
     step = max(1, len(chunks) // 10)
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        for done, (counts, changes, reads, shared) in enumerate(pool.imap(_play_chunk, chunks), start=1):
-            played.counts.update(counts)
-            played.changes += changes
-            played.reads += reads
-            for worker, part in shared.items():
-                played.shared.setdefault(worker, []).append(part)
-            if not quiet and (done % step == 0 or done == len(chunks)):
-                print(f"    {min(done * CHUNK, len(plans)):,} clients", flush=True)
-    _JOB = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if jobs > 1:
+                pool = stack.enter_context(multiprocessing.get_context("fork").Pool(jobs, _start_worker))
+                results: Iterator[Any] = pool.imap(_play_chunk, chunks)
+            else:
+                _CONNECTION = stack.enter_context(psycopg.connect(job.url))
+                results = map(_play_chunk, chunks)
+            for done, (counts, changes, reads, shared) in enumerate(results, start=1):
+                played.counts.update(counts)
+                played.changes += changes
+                played.reads += reads
+                for worker, part in shared.items():
+                    played.shared.setdefault(worker, []).append(part)
+                if not quiet and (done % step == 0 or done == len(chunks)):
+                    print(f"    {min(done * CHUNK, len(plans)):,} clients", flush=True)
+    finally:
+        _JOB, _CONNECTION = None, None
     return played
 
 
-def _play_chunk(task: tuple[int, list[ClientPlan]]) -> tuple[Counter[str], list[Any], list[Any], dict[str, Any]]:
-    """In a worker process: live the chunk's clients, COPY their rows, pack their writes and reads."""
+def _start_worker() -> None:
+    """A forked worker process: its own connection; the inherited heap left out of garbage collection."""
     global _CONNECTION
+    assert _JOB is not None
+    gc.freeze()
+    _CONNECTION = psycopg.connect(_JOB.url)
+
+
+def _play_chunk(task: tuple[int, list[ClientPlan]]) -> tuple[Counter[str], list[Any], list[Any], dict[str, Any]]:
+    """Live the chunk's clients, COPY their rows (one transaction), pack their writes and reads."""
     index, plans = task
-    job = _JOB
-    assert job is not None
+    job, connection = _JOB, _CONNECTION
+    assert job is not None and connection is not None
     world = job.world
     world.begin_chunk(index, job.seed)
     tables: dict[str, list[dict[str, Any]]] = {table: [] for table in CLIENT_TABLES}
@@ -341,11 +391,9 @@ def _play_chunk(task: tuple[int, list[ClientPlan]]) -> tuple[Counter[str], list[
         life = Life(world, job.staff, job.vault, READS_PER_MONTH)
         life.live(plan)
         _collect(tables, life)
-    if _CONNECTION is None:
-        _CONNECTION = psycopg.connect(job.url)
-    with _CONNECTION.cursor() as cur:
+    with connection.cursor() as cur:
         counts = Counter({table: copy(cur, table, tables[table]) for table in CLIENT_TABLES})
-    _CONNECTION.commit()
+    connection.commit()
     changes = [pack_change(tx, job.key, world.feed_from) for tx in world.txs if tx.changes]
     reads = [pack_read(read, job.key) for read in world.reads]
     shared = {worker: (tx.changes, tx.views) for worker, tx in world.shared.items() if tx.changes}
@@ -367,15 +415,15 @@ def _collect(tables: dict[str, list[dict[str, Any]]], life: Life) -> None:
         tables[table].extend(rows)
 
 
-def _parent_writes(world: World, played: Played) -> list[Tx]:
+def _parent_writes(world: World, planned: list[Tx], played: Played) -> list[Tx]:
     """The writes made outside any one client: settings, workers, and each deactivation with every
     client it touched (``workers._end_assignments_of``), the clients' parts in client order."""
-    for worker, tx in world.shared.items():
+    for worker, tx in world.deactivations.items():
         parts = played.shared.get(worker, [])
         tx.changes += sorted((c for changes, _ in parts for c in changes), key=lambda change: change["client_id"])
         for _, views in parts:
             tx.views.update(views)
-    return [tx for tx in world.txs if tx.changes]
+    return [tx for tx in planned if tx.changes]
 
 
 def _load(url: str, tables: Sequence[str], rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, int]:

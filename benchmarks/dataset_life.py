@@ -39,11 +39,11 @@ REQUEST_KINDS = (
 )  # fmt: skip
 # How soon a region names a worker after a gap opens: (same day, mean days otherwise, never).
 NAMING_DELAY = {
-    "registered": (0.30, 6.0, 0.015),
-    "assignment_ended": (0.80, 4.0, 0.01),
-    "worker_deactivated": (0.10, 8.0, 0.02),
-    "moved": (0.15, 10.0, 0.02),
-    "organising_transferred": (0.50, 5.0, 0.01),
+    "registered": (0.30, 6.0, 0.004),
+    "assignment_ended": (0.80, 4.0, 0.002),
+    "worker_deactivated": (0.10, 8.0, 0.005),
+    "moved": (0.15, 10.0, 0.005),
+    "organising_transferred": (0.50, 5.0, 0.002),
 }
 MEAN_ASSIGNMENT_DAYS = 900  # then a reassignment
 END_REASONS = ("reassigned", "caseload balancing", "worker changed duties", "the young person's wish")
@@ -109,6 +109,7 @@ class Life:
             if on > self.w.last:
                 break
             handler(on, *args)
+        self.queue.clear()  # its bound methods point back here: no cycle left for the collector
         self.plan_reads()
 
     def begin(self, on: dt.date, caller_region: str, role: str = "either") -> Tx:
@@ -795,14 +796,16 @@ class Life:
             own = holding[first]
             other = self.staff.by_id[holding[RESIDENCE if first == ORGANISING else ORGANISING]["worker_id"]]
         else:
-            own = next((a for a in named.values() if a["responsibility"] == ORGANISING), None)
-            if own is None:
+            organising = [a for a in named.values() if a["responsibility"] == ORGANISING]
+            if not organising:
                 return
+            own = organising[0]
             place = own["region"] if self.rng.random() < 0.8 else (required.get(RESIDENCE) or own["region"])
-            other = self.staff.pick(place, "other_service", on)
+            partner = self.staff.pick(place, "other_service", on)
             mine = self.staff.by_id[own["worker_id"]]
-            if other is None or other["service"] == mine["service"]:
+            if partner is None or partner["service"] == mine["service"]:
                 return
+            other = partner
         workers = sorted([(own["worker_id"], own), (other["id"], named.get(other["id"]))], key=lambda w: w[0])
         if not all(active(self.staff.by_id[w], on) for w, _ in workers):
             return

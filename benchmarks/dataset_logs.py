@@ -54,7 +54,7 @@ class _Entry:
 
 
 def mac(key: bytes, log: str, row: dict[str, Any]) -> str:
-    return audit.entry_mac(key, log, _Entry(row))  # type: ignore[arg-type]
+    return audit.entry_mac(key, log, _Entry(row))  # type: ignore[arg-type,unused-ignore]  # duck-typed
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -73,7 +73,7 @@ def _change_mac(key: bytes, row: dict[str, Any], check: bool) -> tuple[str, str]
     is the top-level one (nested ones come earlier; the values after it are escaped strings).
     ``check`` (a sample of the entries) recomputes both the app's way, so any change there fails loudly.
     """
-    text = audit.canonical(_Entry(row))  # type: ignore[arg-type]
+    text = audit.canonical(_Entry(row))  # type: ignore[arg-type,unused-ignore]
     digest = hmac.new(key, f"change\n{text}".encode(), hashlib.sha256).hexdigest()
     start = text.index('"changes":') + len('"changes":')
     cut = text[start : text.rindex(',"client_id":')]
@@ -198,7 +198,9 @@ class LogWriter:
     def _changes(self, records: list[ChangeRecord], sealed: list[tuple[dt.datetime, str, int, str]]) -> None:
         columns = SHAPES["change_event"].columns
         at_id, at_mac = columns.index("id"), columns.index("mac")
-        entries, indexed, events = [], [], []
+        entries: list[tuple[Any, ...]] = []
+        indexed: list[tuple[int, str]] = []
+        events: list[tuple[Any, ...]] = []
         for entry_id, (at, _, values, clients, regions) in enumerate(sorted(records, key=_when), start=1):
             values[at_id] = entry_id
             entries.append(tuple(values))
@@ -228,7 +230,9 @@ class LogWriter:
     def _reads(self, records: list[ReadRecord], sealed: list[tuple[dt.datetime, str, int, str]]) -> None:
         columns, shape = SHAPES["access_log"].columns, SHAPES["disclosure_log"]
         at_id, at_mac = columns.index("id"), columns.index("mac")
-        entries, indexed, disclosures = [], [], []
+        entries: list[tuple[Any, ...]] = []
+        indexed: list[tuple[int, str]] = []
+        disclosures: list[tuple[Any, ...]] = []
         for entry_id, (at, _, values, clients, disclosed, about) in enumerate(sorted(records, key=_when), start=1):
             values[at_id] = entry_id
             entries.append(tuple(values))

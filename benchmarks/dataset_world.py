@@ -80,7 +80,7 @@ def _python_type(column: Any) -> type | None:
     if isinstance(kind, sqlalchemy.TypeDecorator):  # UTCDateTime: a DateTime underneath
         kind = kind.impl_instance
     try:
-        return kind.python_type  # type: ignore[no-any-return]
+        return kind.python_type
     except NotImplementedError:
         return None
 
@@ -141,7 +141,7 @@ class RegionInfo:
     code: str
     row: dict[str, Any]
     municipalities: list[str]
-    weight: float
+    weight: int
     system_name: str
     coordinators: list[str] = field(default_factory=list)
 
@@ -220,7 +220,8 @@ class World:
         self.counter = itertools.count()
         self.txs: list[Tx] = []
         self.reads: list[Read] = []
-        self.shared: dict[str, Tx] = {}  # a worker's deactivation touches many clients in one write
+        self.deactivations: dict[str, Tx] = {}  # a worker's deactivation touches many clients in one write
+        self.shared: dict[str, Tx] = {}  # this chunk's clients' parts of those writes
         self.feed_from = dt.datetime.combine(today, dt.time(), dt.UTC)  # set by the caller: retention window
         self.municipality_region: dict[str, str] = {}
         self.aland: list[str] = []  # municipalities outside the organisers (Åland)
@@ -230,8 +231,7 @@ class World:
         self.rng = random.Random(f"{seed}/{chunk}")  # noqa: S311 - reproducible data, not secrets
         self.chunk, self.counter = chunk, itertools.count()
         self.txs, self.reads = [], []
-        for tx in self.shared.values():  # what this chunk's clients add to the deactivations
-            tx.changes, tx.views = [], {}
+        self.shared = {worker: Tx(tx.at, tx.order, tx.caller) for worker, tx in self.deactivations.items()}
 
     def order(self) -> tuple[int, int]:
         return self.chunk, next(self.counter)
@@ -243,6 +243,11 @@ class World:
         bits = self.rng.getrandbits(128) & ~(0xC000 << 48) | (0x8000 << 48)
         text = f"{bits & ~(0xF000 << 64) | (4 << 76):032x}"
         return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+    @property
+    def go_live(self) -> dt.datetime:
+        """When the service went live (migrated): an hour before the first day's writes."""
+        return self.working_day(self.start) - dt.timedelta(hours=1)
 
     @cache  # noqa: B019 - one World per build, a few thousand days
     def working_day(self, on: dt.date) -> dt.datetime:
@@ -423,7 +428,7 @@ class Staff:
             worker.update(active=False, inactive_from=last, version=2, updated_at=at)
             shared = world.tx(at, world.caller(region.code, "coordinator"))
             shared.changes.append(_worker_change("worker.updated", worker, before))
-            world.shared[worker["id"]] = shared
+            world.deactivations[worker["id"]] = shared
         # uneven caseloads: some workers carry twice as many clients as others (PRODUCT.md)
         weight = rng.lognormvariate(0, 0.45)
         if service != "aftercare":
