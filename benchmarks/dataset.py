@@ -426,7 +426,7 @@ def _parent_writes(world: World, planned: list[Tx], played: Played) -> list[Tx]:
     return [tx for tx in planned if tx.changes]
 
 
-def _load(url: str, tables: Sequence[str], rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, int]:
+def _load(url: str, tables: Sequence[str], rows: dict[str, list[Sequence[Any]]]) -> dict[str, int]:
     """COPY laid-out rows (tuples in column order) into ``tables`` in one transaction."""
     loaded = {}
     with psycopg.connect(url) as conn, conn.cursor() as cur:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import sys
 import tempfile
@@ -101,7 +102,8 @@ SQL_CHECKS: dict[str, str] = {
               AND o.valid_from <= a.valid_from AND (o.valid_to IS NULL OR o.valid_to > a.valid_from))""",
     "workers named while inactive, or still named after their deactivation": """
         SELECT count(*) FROM assignment a JOIN worker w ON w.id = a.worker_id
-        WHERE (a.recorded_at AT TIME ZONE 'Europe/Helsinki')::date < w.active_from
+        WHERE a.recorded_at < w.created_at
+           OR (a.recorded_at AT TIME ZONE 'Europe/Helsinki')::date < w.active_from
            OR (w.inactive_from IS NOT NULL
                AND ((a.recorded_at AT TIME ZONE 'Europe/Helsinki')::date >= w.inactive_from
                     OR a.valid_to IS NULL OR a.valid_to > greatest(w.inactive_from, a.valid_from)))""",
@@ -303,10 +305,10 @@ def _env(url: str, data_dir: Path) -> dict[str, str]:
 
 
 def _audit_verify(url: str, data_dir: Path) -> tuple[int, str]:
-    out = harness.run_checked(
-        [PYTHON, "-m", "app.cli", "audit", "verify"], cwd=REPO, env=_env(url, data_dir), timeout=3600
-    )
-    return 0, out.strip().splitlines()[-1] if out.strip() else ""
+    command = [PYTHON, "-m", "app.cli", "audit", "verify"]
+    report = json.loads(harness.run_checked(command, cwd=REPO, env=_env(url, data_dir), timeout=3600))
+    detail = f"checked {report['checked']:,}, sealed {report['sealed']:,}, unsealed {report['unsealed']}"
+    return (0 if report["ok"] and report["checked"] == report["sealed"] else 1), detail
 
 
 # --------------------------------------------------------------------------- over HTTP

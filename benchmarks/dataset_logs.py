@@ -26,7 +26,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dataset_world import SHAPES, Read, Tx
@@ -185,7 +185,7 @@ class LogWriter:
             if SHAPES[index].columns[1:] != ("client_id",) or len(SHAPES[index].columns) != 2:
                 raise KeyError(f"{index}: the generator does not match the model {SHAPES[index].columns}")
         self.key = key
-        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        self.rows: dict[str, list[Sequence[Any]]] = {}
         self.last_seq: dict[str, int] = dict.fromkeys(regions, 0)
         self.purged_through: dict[str, int] = dict.fromkeys(self.last_seq, 0)
 
@@ -198,12 +198,12 @@ class LogWriter:
     def _changes(self, records: list[ChangeRecord], sealed: list[tuple[dt.datetime, str, int, str]]) -> None:
         columns = SHAPES["change_event"].columns
         at_id, at_mac = columns.index("id"), columns.index("mac")
-        entries: list[tuple[Any, ...]] = []
-        indexed: list[tuple[int, str]] = []
-        events: list[tuple[Any, ...]] = []
+        entries: list[Sequence[Any]] = []
+        indexed: list[Sequence[Any]] = []
+        events: list[Sequence[Any]] = []
         for entry_id, (at, _, values, clients, regions) in enumerate(sorted(records, key=_when), start=1):
             values[at_id] = entry_id
-            entries.append(tuple(values))
+            entries.append(values)
             indexed.extend((entry_id, client) for client in clients)
             sealed.append((at, "change", entry_id, values[at_mac]))
             for region, count, kept in regions:
@@ -230,12 +230,12 @@ class LogWriter:
     def _reads(self, records: list[ReadRecord], sealed: list[tuple[dt.datetime, str, int, str]]) -> None:
         columns, shape = SHAPES["access_log"].columns, SHAPES["disclosure_log"]
         at_id, at_mac = columns.index("id"), columns.index("mac")
-        entries: list[tuple[Any, ...]] = []
-        indexed: list[tuple[int, str]] = []
-        disclosures: list[tuple[Any, ...]] = []
+        entries: list[Sequence[Any]] = []
+        indexed: list[Sequence[Any]] = []
+        disclosures: list[Sequence[Any]] = []
         for entry_id, (at, _, values, clients, disclosed, about) in enumerate(sorted(records, key=_when), start=1):
             values[at_id] = entry_id
-            entries.append(tuple(values))
+            entries.append(values)
             indexed.extend((entry_id, client) for client in clients)
             sealed.append((at, "access", entry_id, values[at_mac]))
             for client, organiser in disclosed:
@@ -255,18 +255,15 @@ class LogWriter:
 
     def _chain(self, sealed: list[tuple[dt.datetime, str, int, str]]) -> None:
         """Every entry sealed, oldest first, each link hashed onto the one before (``chain._seal_batch``)."""
-        shape, previous, links = SHAPES["audit_chain"], GENESIS, []
-        for position, (occurred_at, log, entry_id, entry_mac) in enumerate(sorted(sealed), start=1):
+        layout = ("position", "log", "entry_id", "entry_mac", "chain_hash", "sealed_at")
+        if SHAPES["audit_chain"].columns != layout:  # two million rows: laid out directly, checked once
+            raise KeyError(f"audit_chain: the generator does not match the model {SHAPES['audit_chain'].columns}")
+        previous = GENESIS
+        links: list[Sequence[Any]] = []
+        sealed.sort()
+        for position, (occurred_at, log, entry_id, entry_mac) in enumerate(sealed, start=1):
             previous = link_hash(self.key, previous, log, entry_id, entry_mac)
-            row = shape.row(
-                position=position,
-                log=log,
-                entry_id=entry_id,
-                entry_mac=entry_mac,
-                chain_hash=previous,
-                sealed_at=occurred_at + SEAL_DELAY,
-            )
-            links.append(tuple(row[column] for column in shape.columns))
+            links.append((position, log, entry_id, entry_mac, previous, occurred_at + SEAL_DELAY))
         self.rows["audit_chain"] = links
 
 

@@ -402,7 +402,8 @@ class Staff:
         else:
             role = rng.choice(("social_worker", "counsellor", "other"))
         name = world.name()
-        created = world.moment(first)
+        # added in the morning, before the day's work (the first day's, before go-live's first write)
+        created = world.working_day(first) - dt.timedelta(seconds=rng.randrange(1, 3600))
         worker = SHAPES["worker"].row(
             id=world.uuid(),
             name=f"{name[0]} {name[1]}",
