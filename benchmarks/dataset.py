@@ -5,10 +5,10 @@ What one build does:
 1. Drops and recreates a loopback PostgreSQL database whose name contains ``bench`` and creates
    the schema with the project's Alembic migrations (``app.migrate.upgrade``), so regions,
    municipalities, settings and feed positions are the migrations' own reference data.
-2. Simulates five years of Silta's writes (``dataset_life``): 22 regions, their workers hired and
-   some deactivated (``dataset_world``), and clients registered, named, reassigned, moved,
-   transferred, ended, paired, paying — every write applied as the services apply it, the rules
-   called from ``app.domain``, recording what ``record_change`` records.
+2. Simulates five years of Silta's writes (``dataset_life``, ``dataset_cooperation``): 22
+   regions, their workers hired and some deactivated (``dataset_world``), and clients registered,
+   named, reassigned, moved, transferred, ended, paired, paying — every write applied as the
+   services apply it, the rules called from ``app.domain``, recording what ``record_change`` records.
 3. Turns the writes into the logs (``dataset_logs``): change entries with MACs under the data
    folder's audit key, reads into access entries and disclosures, all sealed into the chain, and
    the change feed's per-region sequences with the retention window's events.
