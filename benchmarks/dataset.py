@@ -36,6 +36,7 @@ import json
 import multiprocessing
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -78,12 +79,14 @@ LOG_LOADS = (  # one connection each, in parallel: no foreign key between the gr
 
 
 class Phases:
-    """Seconds per phase, printed as they end."""
+    """Seconds per phase, printed as they end; and how busy the machine was meanwhile."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet, self.t0 = quiet, time.monotonic()
         self.seconds: dict[str, float] = {}
         self.mark = self.t0
+        self.load_at_start = os.getloadavg()
+        self.ticks = _cpu_ticks()
 
     def done(self, phase: str, what: str = "") -> None:
         now = time.monotonic()
@@ -95,6 +98,25 @@ class Phases:
     @property
     def total(self) -> float:
         return round(time.monotonic() - self.t0, 1)
+
+    def machine(self) -> dict[str, Any]:
+        """The build's own CPU (this process and its workers; not PostgreSQL's) against the whole machine's."""
+        busy, total = (now - then for now, then in zip(_cpu_ticks(), self.ticks, strict=True))
+        mine = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "cpus": os.cpu_count(),
+            "load_average_at_start": [round(load, 2) for load in self.load_at_start],
+            "machine_busy_pct": round(100 * busy / max(total, 1), 1),
+            "python_cpu_seconds": round(sum(usage.ru_utime + usage.ru_stime for usage in mine), 1),
+        }
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine since boot (``/proc/stat``)."""
+    with contextlib.suppress(OSError):
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[0] + fields[1] + fields[2], sum(fields[:8])
+    return 0, 0
 
 
 def default_data_dir(db_name: str) -> Path:
@@ -220,6 +242,7 @@ def _build(
         "database_size": size[0] if size else None,
         "seconds": phases.seconds,
         "total_seconds": phases.total,
+        "machine": phases.machine(),
     }
 
 
@@ -486,6 +509,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {table:<26} {count:>12,}")
         print(f"  {'log entries':<26} {report['log_entries']:>12,}")
         print(f"  {'clients in aftercare today':<26} {report['active_clients_today']:>12,}")
+        machine = report["machine"]
+        print(
+            f"the machine ({machine['cpus']} CPUs) was {machine['machine_busy_pct']:.0f} % busy meanwhile;"
+            f" this build's Python used {machine['python_cpu_seconds']:.0f} CPU seconds (PostgreSQL's not counted)"
+        )
         print(f"\nstart Silta on it: SILTA_DATABASE_URL={url} SILTA_DATA_DIR={data_dir} .venv/bin/silta serve")
     ok = True
     if args.check or args.check_only:
