@@ -87,6 +87,7 @@ class Phases:
         self.mark = self.t0
         self.load_at_start = os.getloadavg()
         self.ticks = _cpu_ticks()
+        self.backends: dict[int, float] = {}  # backend pid -> its CPU seconds, last read
 
     def done(self, phase: str, what: str = "") -> None:
         now = time.monotonic()
@@ -99,8 +100,12 @@ class Phases:
     def total(self) -> float:
         return round(time.monotonic() - self.t0, 1)
 
+    def backend(self, conn: psycopg.Connection[Any]) -> None:
+        """Note a connection's backend CPU so far (call before closing it)."""
+        self.backends.update([backend_cpu(conn)])
+
     def machine(self) -> dict[str, Any]:
-        """The build's own CPU (this process and its workers; not PostgreSQL's) against the whole machine's."""
+        """The build's own CPU (its processes, its PostgreSQL backends) against the whole machine's."""
         busy, total = (now - then for now, then in zip(_cpu_ticks(), self.ticks, strict=True))
         mine = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return {
@@ -108,6 +113,7 @@ class Phases:
             "load_average_at_start": [round(load, 2) for load in self.load_at_start],
             "machine_busy_pct": round(100 * busy / max(total, 1), 1),
             "python_cpu_seconds": round(sum(usage.ru_utime + usage.ru_stime for usage in mine), 1),
+            "postgresql_cpu_seconds": round(sum(self.backends.values()), 1),
         }
 
 
@@ -117,6 +123,15 @@ def _cpu_ticks() -> tuple[int, int]:
         fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return fields[0] + fields[1] + fields[2], sum(fields[:8])
     return 0, 0
+
+
+def backend_cpu(conn: psycopg.Connection[Any]) -> tuple[int, float]:
+    """(pid, CPU seconds) of the connection's PostgreSQL backend: loopback only, so it runs on this host."""
+    pid = conn.info.backend_pid
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return pid, 0.0
 
 
 def default_data_dir(db_name: str) -> Path:
@@ -199,11 +214,14 @@ def _build(
             )
         copy(cur, "region_settings_version", versions)
         copy(cur, "worker", staff.rows)
+        conn.commit()
+        phases.backend(conn)
     phases.done("plan", f"{len(staff.rows):,} workers, {len(plans):,} clients")
 
     planned, world.txs = world.txs, []  # the writes made outside any one client: settings, workers
     played = _play(Job(url, seed, world, staff, vault, key), plans, jobs, quiet)
     counts.update(played.counts)
+    phases.backends.update(played.backends)
     phases.done("history", f"{played.counts['client']:,} clients lived and loaded, {len(played.changes):,} writes")
 
     changes = played.changes + [pack_change(tx, key, world.feed_from) for tx in _parent_writes(world, planned, played)]
@@ -211,8 +229,9 @@ def _build(
     writer.number(changes, played.reads)
     phases.done("number logs", f"{len(changes):,} change and {len(played.reads):,} access entries")
     with ThreadPoolExecutor(len(LOG_LOADS)) as pool:
-        for loaded in pool.map(lambda tables: _load(url, tables, writer.rows), LOG_LOADS):
+        for loaded, backend in pool.map(lambda tables: _load(url, tables, writer.rows), LOG_LOADS):
             counts.update(loaded)
+            phases.backends.update([backend])
     with psycopg.connect(url) as conn:
         for code, last in writer.last_seq.items():
             conn.execute(
@@ -220,6 +239,8 @@ def _build(
                 (last, writer.purged_through[code], code),
             )
         _advance_sequences(conn)
+        conn.commit()
+        phases.backend(conn)
     phases.done("load logs", f"{counts['audit_chain']:,} log entries, {counts['feed_event']:,} feed events")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")  # the steady state of a live database, as autovacuum leaves it
@@ -227,6 +248,7 @@ def _build(
         active = conn.execute(
             "SELECT count(*) FROM client WHERE aftercare_start <= %s AND aftercare_end >= %s", (today, today)
         ).fetchone()
+        phases.backend(conn)
     phases.done("vacuum analyze")
     return {
         "database": name,
@@ -360,6 +382,7 @@ class Played:
     changes: list[ChangeRecord] = field(default_factory=list)
     reads: list[ReadRecord] = field(default_factory=list)
     shared: dict[str, list[tuple[list[dict[str, Any]], dict[str, Any]]]] = field(default_factory=dict)
+    backends: dict[int, float] = field(default_factory=dict)
 
 
 _JOB: Job | None = None
@@ -381,8 +404,9 @@ def _play(job: Job, plans: list[ClientPlan], jobs: int, quiet: bool) -> Played:
             else:
                 _CONNECTION = stack.enter_context(psycopg.connect(job.url))
                 results = map(_play_chunk, chunks)
-            for done, (counts, changes, reads, shared) in enumerate(results, start=1):
+            for done, (counts, changes, reads, shared, backend) in enumerate(results, start=1):
                 played.counts.update(counts)
+                played.backends.update([backend])
                 played.changes += changes
                 played.reads += reads
                 for worker, part in shared.items():
@@ -402,7 +426,7 @@ def _start_worker() -> None:
     _CONNECTION = psycopg.connect(_JOB.url)
 
 
-def _play_chunk(task: tuple[int, list[ClientPlan]]) -> tuple[Counter[str], list[Any], list[Any], dict[str, Any]]:
+def _play_chunk(task: tuple[int, list[ClientPlan]]) -> tuple[Any, ...]:
     """Live the chunk's clients, COPY their rows (one transaction), pack their writes and reads."""
     index, plans = task
     job, connection = _JOB, _CONNECTION
@@ -420,7 +444,7 @@ def _play_chunk(task: tuple[int, list[ClientPlan]]) -> tuple[Counter[str], list[
     changes = [pack_change(tx, job.key, world.feed_from) for tx in world.txs if tx.changes]
     reads = [pack_read(read, job.key) for read in world.reads]
     shared = {worker: (tx.changes, tx.views) for worker, tx in world.shared.items() if tx.changes}
-    return counts, changes, reads, shared
+    return counts, changes, reads, shared, backend_cpu(connection)
 
 
 def _collect(tables: dict[str, list[dict[str, Any]]], life: Life) -> None:
@@ -449,16 +473,20 @@ def _parent_writes(world: World, planned: list[Tx], played: Played) -> list[Tx]:
     return [tx for tx in planned if tx.changes]
 
 
-def _load(url: str, tables: Sequence[str], rows: dict[str, list[Sequence[Any]]]) -> dict[str, int]:
-    """COPY laid-out rows (tuples in column order) into ``tables`` in one transaction."""
+def _load(
+    url: str, tables: Sequence[str], rows: dict[str, list[Sequence[Any]]]
+) -> tuple[dict[str, int], tuple[int, float]]:
+    """COPY laid-out rows (tuples in column order) into ``tables`` in one transaction; (counts, backend CPU)."""
     loaded = {}
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        for table in tables:
-            with cur.copy(_copy_statement(table)) as out:
-                for row in rows[table]:
-                    out.write_row(row)
-            loaded[table] = len(rows[table])
-    return loaded
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur:
+            for table in tables:
+                with cur.copy(_copy_statement(table)) as out:
+                    for row in rows[table]:
+                        out.write_row(row)
+                loaded[table] = len(rows[table])
+        conn.commit()
+        return loaded, backend_cpu(conn)
 
 
 def _copy_statement(table: str) -> sql.Composed:
@@ -511,8 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {'clients in aftercare today':<26} {report['active_clients_today']:>12,}")
         machine = report["machine"]
         print(
-            f"the machine ({machine['cpus']} CPUs) was {machine['machine_busy_pct']:.0f} % busy meanwhile;"
-            f" this build's Python used {machine['python_cpu_seconds']:.0f} CPU seconds (PostgreSQL's not counted)"
+            f"the machine ({machine['cpus']} CPUs) was {machine['machine_busy_pct']:.0f} % busy meanwhile; this"
+            f" build used {machine['python_cpu_seconds']:.0f} CPU seconds in Python and"
+            f" {machine['postgresql_cpu_seconds']:.0f} in its PostgreSQL backends"
         )
         print(f"\nstart Silta on it: SILTA_DATABASE_URL={url} SILTA_DATA_DIR={data_dir} .venv/bin/silta serve")
     ok = True
