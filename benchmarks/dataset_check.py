@@ -27,6 +27,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -335,7 +336,10 @@ def _http(url: str, data_dir: Path) -> tuple[int, str]:
             if unsealed:
                 problems.append(f"{unsealed} access entries of the reads left unsealed")
         detail = ", ".join(f"{name} {ms:.0f} ms" for name, ms in timings.items())
-        return len(problems), "; ".join(problems) or detail
+        if problems:
+            return len(problems), "; ".join(problems) + f" (server log in {work})"
+        shutil.rmtree(work, ignore_errors=True)
+        return 0, detail
     finally:
         procs.stop_all()
 

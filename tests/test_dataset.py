@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import PG_ADMIN_URL
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-DATABASE = "silta_test_bench_dataset"
+DATABASE = "silta_bench_national_test"
 
 
 @pytest.fixture(scope="module")
