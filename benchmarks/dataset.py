@@ -12,8 +12,10 @@ What one build does:
 3. Turns the writes into the logs (``dataset_logs``): change entries with MACs under the data
    folder's audit key, reads into access entries and disclosures, all sealed into the chain, and
    the change feed's per-region sequences with the retention window's events.
-4. Loads every table with COPY in one transaction, in foreign-key order, then ``VACUUM (ANALYZE)``;
-   identity codes are sealed with the app's vault and the data folder's identity key, so a server
+4. Loads everything with COPY: the workers first; each chunk of clients' rows (played by one of
+   ``--jobs`` forked processes) in a transaction of its own, in foreign-key order; then the logs
+   over three connections at once (no foreign key between them); then ``VACUUM (ANALYZE)``.
+   Identity codes are sealed with the app's vault and the data folder's identity key, so a server
    started with ``SILTA_DATA_DIR`` set to that folder reads them back.
 5. Prints the rows per table and the seconds of each phase; ``--check`` then runs the sanity checks
    and reads the data back over HTTP from a server started on 127.0.0.1 (``dataset_check``).
