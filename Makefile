@@ -16,14 +16,14 @@ run: $(STAMP)  ## serve on the embedded SQLite default at http://127.0.0.1:8000
 	$(BIN)/silta serve
 
 test: $(STAMP)  ## the whole suite: lint, types, tests on SQLite and PostgreSQL
-	$(BIN)/ruff check app tests migrations
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests migrations benchmarks
+	$(BIN)/ruff format --check app tests benchmarks
 	$(BIN)/mypy app
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check --fix app tests migrations
-	$(BIN)/ruff format app tests
+	$(BIN)/ruff check --fix app tests migrations benchmarks
+	$(BIN)/ruff format app tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy app
