@@ -158,11 +158,7 @@ def _change_entries(session: Session, caller: Caller, writes: list[list[dict[str
         first = changes[0]
         clients = list(dict.fromkeys(change["client_id"] for change in changes if change["client_id"]))
         entry = ChangeEvent(
-            actor=caller.subject,
-            roles=",".join(sorted(caller.roles)),
-            actor_region=caller.region,
-            client_system=caller.client_system,
-            request_id=caller.request_id,
+            **_actor(caller),
             action=first["action"],
             entity_type=first["entity_type"],
             entity_id=first["entity_id"],
@@ -218,11 +214,7 @@ async def record_access(
     organisers = await _organisers(session, ids) if caller.region is not None else []  # before the flush
     key = mac_key(session)
     entry = AccessEntry(
-        actor=caller.subject,
-        roles=",".join(sorted(caller.roles)),
-        actor_region=caller.region,
-        client_system=caller.client_system,
-        request_id=caller.request_id,
+        **_actor(caller),
         method=method,
         endpoint=endpoint,
         purpose=caller.purpose,
@@ -287,6 +279,17 @@ async def _organisers(session: AsyncSession, ids: list[uuid.UUID]) -> list[tuple
     for client_id, region, _ in rows:
         first.setdefault(client_id, region)  # the period in force today, or the first one to come
     return list(first.items())
+
+
+def _actor(caller: Caller) -> dict[str, Any]:
+    """Who wrote an entry (``ActorColumns``): the token's subject, roles, region and calling system."""
+    return {
+        "actor": caller.subject,
+        "roles": ",".join(sorted(caller.roles)),
+        "actor_region": caller.region,
+        "client_system": caller.client_system,
+        "request_id": caller.request_id,
+    }
 
 
 def _basis(caller: Caller) -> str:
