@@ -82,16 +82,6 @@ def _change_mac(key: bytes, row: dict[str, Any], check: bool) -> tuple[str, str]
     return digest, cut
 
 
-def _actor(caller: Any) -> dict[str, Any]:
-    return {
-        "actor": caller.subject,
-        "roles": ",".join(sorted(caller.roles)),
-        "actor_region": caller.region,
-        "client_system": caller.client_system,
-        "request_id": caller.request_id,
-    }
-
-
 # --------------------------------------------------------------------------- in the worker processes
 
 
@@ -109,7 +99,7 @@ def pack_change(tx: Tx, key: bytes, feed_from: dt.datetime) -> ChangeRecord:
         client_id=clients[0] if clients else None,
         changes=tx.changes,
         mac="",
-        **_actor(tx.caller),
+        **audit.actor_columns(tx.caller),
     )
     row["mac"], row["changes"] = _change_mac(key, row, check=tx.order[1] % 500 == 0)
     return tx.at, tx.order, [row[column] for column in shape.columns], clients, _feed(tx, tx.at >= feed_from)
@@ -153,7 +143,7 @@ def pack_read(read: Read, key: bytes) -> ReadRecord:
         purpose=caller.purpose,
         client_ids=read.client_ids,
         mac="",
-        **_actor(caller),
+        **audit.actor_columns(caller),
     )
     row["mac"] = mac(key, "access", row)
     row["client_ids"] = as_json(read.client_ids)

@@ -158,7 +158,7 @@ def _change_entries(session: Session, caller: Caller, writes: list[list[dict[str
         first = changes[0]
         clients = list(dict.fromkeys(change["client_id"] for change in changes if change["client_id"]))
         entry = ChangeEvent(
-            **_actor(caller),
+            **actor_columns(caller),
             action=first["action"],
             entity_type=first["entity_type"],
             entity_id=first["entity_id"],
@@ -214,7 +214,7 @@ async def record_access(
     organisers = await _organisers(session, ids) if caller.region is not None else []  # before the flush
     key = mac_key(session)
     entry = AccessEntry(
-        **_actor(caller),
+        **actor_columns(caller),
         method=method,
         endpoint=endpoint,
         purpose=caller.purpose,
@@ -281,7 +281,7 @@ async def _organisers(session: AsyncSession, ids: list[uuid.UUID]) -> list[tuple
     return list(first.items())
 
 
-def _actor(caller: Caller) -> dict[str, Any]:
+def actor_columns(caller: Caller) -> dict[str, Any]:
     """Who wrote an entry (``ActorColumns``): the token's subject, roles, region and calling system."""
     return {
         "actor": caller.subject,
