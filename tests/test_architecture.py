@@ -36,3 +36,39 @@ def test_routers_stay_thin(path):
     source = path.read_text()
     for forbidden in ("select(", ".commit(", "HTTPException", "session.add"):
         assert forbidden not in source, f"{path.name} uses {forbidden}"
+
+
+def _dependency_calls(dependant):
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _dependency_calls(sub)
+
+
+def _effective_routes(routes):
+    """Every route as the app serves it, with the dependencies its routers add (FastAPI keeps
+    included routers nested and resolves each route's effective dependant on demand)."""
+    for route in routes:
+        if hasattr(route, "effective_candidates"):
+            yield from _effective_routes(route.effective_candidates())
+        elif getattr(route, "dependant", None) is not None:
+            yield route
+
+
+def test_no_route_waits_for_a_worker_thread(tmp_path):
+    """FastAPI runs a plain ``def`` endpoint or dependency (or a class used as one) in a worker
+    thread: a hop per request that the read path's profile showed (issue 9). Every one is async."""
+    import inspect
+
+    from app.config import Settings
+    from app.main import create_app
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'arch.db'}", data_dir=tmp_path / "data"))
+    routes = list(_effective_routes(app.routes))
+    threaded = set()
+    for route in routes:
+        for call in [route.dependant.call, *_dependency_calls(route.dependant)]:
+            async_call = inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+            if not async_call and not inspect.iscoroutinefunction(getattr(call, "__call__", None)):
+                threaded.add(f"{route.path}: {getattr(call, '__qualname__', call)}")
+    assert len(routes) > 50
+    assert not threaded, sorted(threaded)

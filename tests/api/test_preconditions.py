@@ -9,7 +9,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import text
 
-from app.deps import Conditional
+from app.deps import conditional
 from app.main import ROUTERS, create_app, operation_id
 from app.models.client import ClientPublic
 from app.services.preconditions import etag_of
@@ -21,7 +21,7 @@ STALE = '"0123456789abcdef0123456789abcdef"'
 
 def _conditional_operations() -> set[str]:
     def uses_conditional(dependant) -> bool:
-        return any(dep.call is Conditional or uses_conditional(dep) for dep in dependant.dependencies)
+        return any(dep.call is conditional or uses_conditional(dep) for dep in dependant.dependencies)
 
     return {
         operation_id(route)
