@@ -12,6 +12,7 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ MAX_TOKEN_LENGTH = 8192
 # standard-alphabet base64 (so one token has many spellings); a JWE has five segments.
 COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 DEV_KEY_FILE = "dev-signing-key.pem"
+# A client-information system sends the same token for its whole lifetime: its signature is checked
+# once and the verified claims reused, for at most this long and only while the signing key is the same
+# one; expiry and not-before are still checked on every request. Bounded: the oldest entries go first.
+VERIFIED_TOKENS = 4096
+VERIFIED_SECONDS = 60.0
 DEV_KID = "silta-dev-1"
 # Official codes of the 22 organisers (Statistics Finland): 01-21 and Helsinki, 90.
 ORGANISER_CODES = frozenset({f"{number:02d}" for number in range(1, 22)} | {"90"})
@@ -106,6 +112,8 @@ class KeyStore:
         self._fetched_at = float("-inf")
         self._fetching = asyncio.Lock()
         self._keys: dict[str, tuple[Key, str]] = {}
+        # token -> (claims, kid, the key that verified it, when)
+        self._verified: OrderedDict[str, tuple[TokenClaims, str, tuple[Key, str], float]] = OrderedDict()
         if settings.jwks_file:
             self._keys = parse_jwks(json.loads(Path(settings.jwks_file).read_text()))
         elif settings.uses_dev_key:
@@ -117,6 +125,24 @@ class KeyStore:
                 if kid not in self._keys and self._may_refetch():
                     await self._fetch()
         return self._keys.get(kid)
+
+    def remembered(self, token: str, now: float, leeway: int) -> TokenClaims | None:
+        """The claims of ``token`` if its signature was checked lately with a key still in use and it is
+        still within its validity window; else None (and it is forgotten)."""
+        hit = self._verified.get(token)
+        if hit is None:
+            return None
+        claims, kid, key, checked_at = hit
+        fresh = now - checked_at < VERIFIED_SECONDS and self._keys.get(kid) is key
+        if fresh and now <= claims.exp + leeway and (claims.nbf is None or claims.nbf <= now + leeway):
+            return claims
+        del self._verified[token]
+        return None
+
+    def remember(self, token: str, claims: TokenClaims, kid: str, key: tuple[Key, str], now: float) -> None:
+        self._verified[token] = (claims, kid, key, now)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
 
     def _may_refetch(self) -> bool:
         return time.monotonic() - self._fetched_at >= self._refresh_seconds
@@ -136,9 +162,14 @@ async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenC
     """Verified claims of a bearer token, or ``Unauthorized`` (never saying why)."""
     if len(token) > MAX_TOKEN_LENGTH or not COMPACT_JWS.fullmatch(token):
         raise Unauthorized()  # before any parsing: size and shape are all a stranger gets checked for free
+    now = time.time()
+    remembered = keys.remembered(token, now, settings.jwt_leeway_seconds)
+    if remembered is not None:
+        return remembered
     try:
         header = jwt.get_unverified_header(token)
-        found = await keys.key_for(str(header.get("kid", "")))
+        kid = str(header.get("kid", ""))
+        found = await keys.key_for(kid)
         if found is None or header.get("alg") != found[1] or "crit" in header:
             raise Unauthorized()  # no extension we would have to understand (RFC 7515 § 4.1.11)
         claims = jwt.decode(
@@ -158,10 +189,12 @@ async def verify_token(token: str, keys: KeyStore, settings: Settings) -> TokenC
         issued = claims.get("iat")
         if issued is not None and issued > time.time() + settings.jwt_leeway_seconds:
             raise Unauthorized()  # jose only checks that iat is a number
-        return TokenClaims.model_validate(claims)
+        verified = TokenClaims.model_validate(claims)
     # Hostile but validly signed payloads can also overflow (exp: 1e400) or nest too deep.
     except (JOSEError, ValidationError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         raise Unauthorized() from exc
+    keys.remember(token, verified, kid, found, now)
+    return verified
 
 
 def ensure_dev_key(data_dir: Path) -> Path:

@@ -817,3 +817,52 @@ def test_leeway_is_at_most_30_seconds(leeway: int, sec_no_env: pytest.MonkeyPatc
 
 def test_default_leeway_is_30_seconds(sec_settings: Settings):
     assert sec_settings.jwt_leeway_seconds == 30
+
+
+# --------------------------------------------------------------------------- verified-token cache
+
+
+async def test_a_token_is_checked_once_and_its_claims_reused(sec_keys, sec_store, sec_settings, monkeypatch):
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr("app.security.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    token = sec_keys.es256()
+    first = await verify_token(token, sec_store, sec_settings)
+    assert await verify_token(token, sec_store, sec_settings) == first
+    assert len(decoded) == 1
+    # one character more or less in the signature is another token: checked, and refused
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(Unauthorized):
+        await verify_token(tampered, sec_store, sec_settings)
+    assert len(decoded) == 2
+
+
+async def test_a_remembered_token_still_expires(sec_keys, sec_settings):
+    settings = sec_settings.model_copy(update={"jwt_leeway_seconds": 0})
+    store = KeyStore(settings)
+    token = sec_keys.es256(_claims(exp=int(time.time()) + 1))
+    await verify_token(token, store, settings)
+    await asyncio.sleep(2.1)
+    with pytest.raises(Unauthorized):
+        await verify_token(token, store, settings)
+
+
+async def test_a_remembered_token_is_refused_once_its_key_left_the_jwks(sec_keys):
+    server = SecJwksServer(sec_keys.rsa_jwk)
+    settings = _url_settings(sec_keys, refresh_seconds=0)
+    store = KeyStore(settings, transport=server.transport)
+    token = sec_keys.rs256()
+    await verify_token(token, store, settings)
+    server.document = {"keys": [sec_keys.ec_jwk]}  # rsa-1 rotated out
+    await verify_token(sec_keys.es256(), store, settings)  # an unknown kid: the JWKS is fetched again
+    with pytest.raises(Unauthorized):
+        await verify_token(token, store, settings)
+
+
+async def test_remembered_tokens_are_bounded(sec_keys, sec_store, sec_settings, monkeypatch):
+    monkeypatch.setattr("app.security.VERIFIED_TOKENS", 3)
+    tokens = [sec_keys.es256(_claims(jti=str(n))) for n in range(5)]
+    for token in tokens:
+        await verify_token(token, sec_store, sec_settings)
+    assert sec_store.remembered(tokens[0], time.time(), 0) is None  # the oldest went first
+    assert sec_store.remembered(tokens[-1], time.time(), 0) is not None

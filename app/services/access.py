@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, event, exists, or_, true
+from sqlalchemy import BindParameter, ColumnElement, event, exists, or_, true
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,7 +20,7 @@ from app.models.request import CoordinationRequest
 from app.services.audit import AuditedSession
 
 
-def held(region: str, client_id: Any = Client.id) -> ColumnElement[bool]:
+def held(region: str | BindParameter[str], client_id: Any = Client.id) -> ColumnElement[bool]:
     """SQL: the region holds or held a responsibility for the client (full involvement)."""
     period = ResponsibilityPeriod
     return exists(
@@ -32,7 +32,7 @@ def held(region: str, client_id: Any = Client.id) -> ColumnElement[bool]:
     )
 
 
-def involved(region: str) -> ColumnElement[bool]:
+def involved(region: str | BindParameter[str]) -> ColumnElement[bool]:
     """SQL: the client row's region involvement: held, or asked about it in an open request."""
     request = CoordinationRequest
     return or_(

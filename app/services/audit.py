@@ -34,6 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.access import Caller
 from app.models.audit import AccessEntry, AccessEntryClient, ChangeEvent, ChangeEventClient, Disclosure
 from app.models.client import ResponsibilityPeriod
+from app.models.common import utcnow
 from app.security import ensure_ec_key
 from app.services import feed
 from app.services.clock import today
@@ -71,8 +72,12 @@ def snapshot(row: SQLModel | BaseModel | None) -> dict[str, Any] | None:
 
 def canonical(row: SQLModel) -> str:
     """The entry as it is MACed: every column but ``id`` and ``mac``, keys sorted, UTC timestamps."""
-    data = row.model_dump(mode="python", exclude={"id", "mac"})
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    return canonical_of(row.model_dump(mode="python", exclude={"id", "mac"}))
+
+
+def canonical_of(columns: dict[str, Any]) -> str:
+    """``canonical`` of an entry given as its columns (all of them but ``id`` and ``mac``)."""
+    return json.dumps(columns, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
 
 
 def _plain(value: Any) -> str:
@@ -82,7 +87,11 @@ def _plain(value: Any) -> str:
 
 
 def entry_mac(key: bytes, log: str, row: SQLModel) -> str:
-    return hmac.new(key, f"{log}\n{canonical(row)}".encode(), hashlib.sha256).hexdigest()
+    return columns_mac(key, log, row.model_dump(mode="python", exclude={"id", "mac"}))
+
+
+def columns_mac(key: bytes, log: str, columns: dict[str, Any]) -> str:
+    return hmac.new(key, f"{log}\n{canonical_of(columns)}".encode(), hashlib.sha256).hexdigest()
 
 
 def mac_key(session: AsyncSession | Session) -> bytes:
@@ -194,6 +203,11 @@ def _forget_changes(session: Session) -> None:
 # --- accesses and disclosures ---------------------------------------------------------------------
 
 
+_ACCESS = AccessEntry.__table__  # type: ignore[attr-defined]
+INSERT_ACCESS = _ACCESS.insert().returning(_ACCESS.c.id)
+INSERT_ACCESS_CLIENTS = AccessEntryClient.__table__.insert()  # type: ignore[attr-defined]
+
+
 async def record_access(
     session: AsyncSession,
     caller: Caller,
@@ -213,25 +227,25 @@ async def record_access(
         return
     organisers = await _organisers(session, ids) if caller.region is not None else []  # before the flush
     key = mac_key(session)
-    entry = AccessEntry(
+    entry: dict[str, Any] = {  # AccessEntry's columns, inserted as they are MACed (no ORM instance)
         **actor_columns(caller),
-        method=method,
-        endpoint=endpoint,
-        purpose=caller.purpose,
-        client_ids=[str(client_id) for client_id in ids],
-    )
-    entry.mac = entry_mac(key, "access", entry)
-    table = AccessEntry.__table__  # type: ignore[attr-defined]
-    entry.id = (
-        await session.exec(table.insert().values(entry.model_dump(exclude={"id"})).returning(table.c.id))
-    ).one()[0]
-    await session.exec(insert(AccessEntryClient).values([{"entry_id": entry.id, "client_id": c} for c in ids]))
+        "occurred_at": utcnow(),
+        "method": method,
+        "endpoint": endpoint,
+        "purpose": caller.purpose,
+        "client_ids": [str(client_id) for client_id in ids],
+    }
+    entry["mac"] = columns_mac(key, "access", entry)
+    connection = await session.connection()
+    entry_id = (await connection.execute(INSERT_ACCESS, entry)).scalar_one()
+    rows = [{"entry_id": entry_id, "client_id": client_id} for client_id in ids]
+    await connection.execute(INSERT_ACCESS_CLIENTS, rows[0] if len(rows) == 1 else rows)
     if caller.region is not None:
         disclosures = []
         for client_id, organiser in organisers:
             if organiser and organiser != caller.region:
                 disclosure = Disclosure(
-                    access_id=entry.id,
+                    access_id=entry_id,
                     client_id=client_id,
                     from_region=organiser,
                     to_region=caller.region,

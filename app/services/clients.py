@@ -43,7 +43,7 @@ from app.services.pagination import Page, PageParams, paginate
 from app.services.regions import resolve_residence
 from app.services.requests import open_request, settle_open
 from app.services.vault import vault_of
-from app.services.views import client_public, summaries
+from app.services.views import client_card, client_public, summaries
 
 
 async def register_client(
@@ -159,7 +159,7 @@ async def _refuse_duplicate(session: AsyncSession, caller: Caller, digest: str) 
 
 
 async def get_client(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> ClientPublic:
-    return await client_public(session, caller, await client_for(session, caller, client_id, full=False))
+    return await client_card(session, caller, client_id)
 
 
 async def search_clients(

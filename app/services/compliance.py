@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import ColumnElement, Row, case, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -116,7 +116,7 @@ def _end(gap: ComplianceGap, until: dt.date | None, closed_by: uuid.UUID | None,
     gap.close_reason = None if until is None else ("assigned" if closed_by else cause)
 
 
-def gap_public(gap: ComplianceGap, on: dt.date) -> GapPublic:
+def gap_public(gap: ComplianceGap | Row[Any], on: dt.date) -> GapPublic:
     return GapPublic(
         id=gap.id,
         client_id=gap.client_id,

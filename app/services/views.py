@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Date, Row, String, Uuid, bindparam, func, literal, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain import aftercare
-from app.domain.access import Caller
+from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
 from app.domain.compliance import compliance_status
 from app.domain.responsibility import ORGANISING, RESIDENCE
+from app.errors import NotFound
 from app.models.assignment import ComplianceGap
 from app.models.client import (
     Client,
@@ -25,15 +27,48 @@ from app.models.client import (
 )
 from app.models.common import ResidenceOutside, SupportLevel
 from app.services import state
-from app.services.access import fully_involved
+from app.services.access import FULLY_INVOLVED, fully_involved, held, involved
 from app.services.audit import note_organisers
 from app.services.clock import today
 from app.services.compliance import gap_in_force, gap_public
 from app.services.vault import vault_of
 
+# The single-client view's statements, built once: SQLAlchemy compiles each once and reuses it, and
+# they return plain rows (no ORM instances). A client read is the most frequent request there is.
+_CLIENT_ID = bindparam("client_id", type_=Uuid())
+_REGION = bindparam("region", type_=String())
+_ON = bindparam("on", type_=Date())
+_CLIENTS = Client.__table__  # type: ignore[attr-defined]
+_PERIODS = ResponsibilityPeriod.__table__  # type: ignore[attr-defined]
+_GAPS = ComplianceGap.__table__  # type: ignore[attr-defined]
+_EXTERNAL = ClientExternalId.__table__  # type: ignore[attr-defined]
+READ_NATIONAL = select(_CLIENTS, literal(True).label("full_view")).where(_CLIENTS.c.id == _CLIENT_ID)
+READ_REGIONAL = select(_CLIENTS, held(_REGION).label("full_view")).where(_CLIENTS.c.id == _CLIENT_ID, involved(_REGION))
+PERIODS_ON = (
+    select(
+        _PERIODS.c.responsibility,
+        _PERIODS.c.region,
+        _PERIODS.c.municipality,
+        _PERIODS.c.residence_outside,
+        _PERIODS.c.valid_from,
+    )
+    .where(
+        _PERIODS.c.client_id == _CLIENT_ID,
+        _PERIODS.c.retracted_at.is_(None),
+        or_(_PERIODS.c.valid_to.is_(None), _PERIODS.c.valid_to > _ON),
+    )
+    .order_by(_PERIODS.c.valid_from.desc())
+)
+GAPS_ON = select(_GAPS).where(
+    _GAPS.c.client_id == _CLIENT_ID,
+    _GAPS.c.since <= _ON,
+    or_(_GAPS.c.closed_on.is_(None), _GAPS.c.closed_on > _ON),
+)
+EXTERNAL_IDS = select(_EXTERNAL.c.system, _EXTERNAL.c.external_id).where(_EXTERNAL.c.client_id == _CLIENT_ID)
+
 
 def summary(
-    client: Client, caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int, *, full: bool
+    client: Client | Row[Any], caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int, *, full: bool
 ) -> ClientSummary:
     """The list view of a client; the municipality only to regions that hold or held it (``full``),
     and of a protected address only to the residence region."""
@@ -64,24 +99,40 @@ def summary(
     )
 
 
-def identity_code(session: AsyncSession, client: Client) -> str:
+def identity_code(session: AsyncSession, client: Client | Row[Any]) -> str:
     """The client's identity code, decrypted for a caller entitled to the full view."""
     return vault_of(session).open(client.personal_id_hash, client.personal_id_cipher, client.personal_id_key)
 
 
-async def client_public(session: AsyncSession, caller: Caller, client: Client) -> ClientPublic:
+async def client_card(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> ClientPublic:
+    """``GET /v1/clients/{id}``: the client if the caller's region is involved (else 404), in its view.
+
+    The access rule is ``access.client_for``'s (read: any involvement, full view only to regions
+    that hold or held the client), asked in the same statement that reads the row.
+    """
+    caller.require(SYSTEM, COORDINATOR, AUDITOR)
+    connection = await session.connection()
+    if caller.national:
+        found = (await connection.execute(READ_NATIONAL, {"client_id": client_id})).first()
+    else:
+        found = (await connection.execute(READ_REGIONAL, {"client_id": client_id, "region": caller.region})).first()
+    if found is None:
+        raise NotFound("client not found", code="client_not_found")
+    session.info.setdefault(FULLY_INVOLVED, {})[client_id] = bool(found.full_view)
+    return await client_public(session, caller, found)
+
+
+async def client_public(session: AsyncSession, caller: Caller, client: Client | Row[Any]) -> ClientPublic:
     """The full view of one client, with its open gaps and external ids."""
     on = today()
-    periods = await state.periods_on(session, client.id, on)
+    connection = await session.connection()
+    known = {"client_id": client.id, "on": on}
+    periods: dict[str, Any] = state.first_of_each((await connection.execute(PERIODS_ON, known)).all())
     note_organisers(session, {client.id: periods[ORGANISING].region})
-    gaps = (
-        await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(on)))
-    ).all()
+    gaps = (await connection.execute(GAPS_ON, known)).all()
     full = await fully_involved(session, caller, client.id)
     base = summary(client, caller, periods, len(gaps), full=full)
-    external: Iterable[ClientExternalId] = (
-        await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)) if full else []
-    )
+    external = (await connection.execute(EXTERNAL_IDS, {"client_id": client.id})).all() if full else []
     return ClientPublic(
         **base.model_dump(),
         access="full" if full else "request",
