@@ -22,12 +22,13 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import event, insert
+from sqlalchemy import Insert, Uuid, bindparam, event, func, insert
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -204,8 +205,28 @@ def _forget_changes(session: Session) -> None:
 
 
 _ACCESS = AccessEntry.__table__  # type: ignore[attr-defined]
+_ACCESS_CLIENTS = AccessEntryClient.__table__  # type: ignore[attr-defined]
 INSERT_ACCESS = _ACCESS.insert().returning(_ACCESS.c.id)
-INSERT_ACCESS_CLIENTS = AccessEntryClient.__table__.insert()  # type: ignore[attr-defined]
+INSERT_ACCESS_CLIENTS = _ACCESS_CLIENTS.insert()
+
+
+@cache
+def _access_with_clients() -> Insert:
+    """PostgreSQL: the access entry and its client rows in one statement (one round trip); returns the
+    entry's id once per client."""
+    columns = [column for column in _ACCESS.c if column.name != "id"]
+    entry = (
+        _ACCESS.insert()
+        .values({column.name: bindparam(column.name, type_=column.type) for column in columns})
+        .returning(_ACCESS.c.id)
+        .cte("entry")
+    )
+    clients = func.unnest(bindparam("client_id_list", type_=postgresql.ARRAY(Uuid())))
+    return (
+        _ACCESS_CLIENTS.insert()
+        .from_select(["entry_id", "client_id"], select(entry.c.id, clients))
+        .returning(_ACCESS_CLIENTS.c.entry_id)
+    )
 
 
 async def record_access(
@@ -237,9 +258,12 @@ async def record_access(
     }
     entry["mac"] = columns_mac(key, "access", entry)
     connection = await session.connection()
-    entry_id = (await connection.execute(INSERT_ACCESS, entry)).scalar_one()
-    rows = [{"entry_id": entry_id, "client_id": client_id} for client_id in ids]
-    await connection.execute(INSERT_ACCESS_CLIENTS, rows[0] if len(rows) == 1 else rows)
+    if connection.dialect.name == "postgresql":
+        entry_id = (await connection.execute(_access_with_clients(), {**entry, "client_id_list": ids})).first()[0]
+    else:
+        entry_id = (await connection.execute(INSERT_ACCESS, entry)).scalar_one()
+        rows = [{"entry_id": entry_id, "client_id": client_id} for client_id in ids]
+        await connection.execute(INSERT_ACCESS_CLIENTS, rows[0] if len(rows) == 1 else rows)
     if caller.region is not None:
         disclosures = []
         for client_id, organiser in organisers:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import Date, Row, String, Uuid, bindparam, func, literal, or_
+from sqlalchemy import JSON, Date, Row, Select, String, Uuid, bindparam, func, literal, or_, type_coerce
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,8 +35,10 @@ from app.services.clock import today
 from app.services.compliance import gap_in_force, gap_public
 from app.services.vault import vault_of
 
-# The single-client view's statements, built once: SQLAlchemy compiles each once and reuses it, and
-# they return plain rows (no ORM instances). A client read is the most frequent request there is.
+# The single-client view in one statement: the row, whether the caller's region holds or held the client,
+# and its running periods, gaps in force and external ids as JSON arrays. Built once per dialect and
+# caller kind, so SQLAlchemy compiles it once; it returns plain rows (no ORM instances). A client read
+# is the most frequent request there is.
 _CLIENT_ID = bindparam("client_id", type_=Uuid())
 _REGION = bindparam("region", type_=String())
 _ON = bindparam("on", type_=Date())
@@ -42,33 +46,71 @@ _CLIENTS = Client.__table__  # type: ignore[attr-defined]
 _PERIODS = ResponsibilityPeriod.__table__  # type: ignore[attr-defined]
 _GAPS = ComplianceGap.__table__  # type: ignore[attr-defined]
 _EXTERNAL = ClientExternalId.__table__  # type: ignore[attr-defined]
-READ_NATIONAL = select(_CLIENTS, literal(True).label("full_view")).where(_CLIENTS.c.id == _CLIENT_ID)
-READ_REGIONAL = select(_CLIENTS, held(_REGION).label("full_view")).where(_CLIENTS.c.id == _CLIENT_ID, involved(_REGION))
-PERIODS_ON = (
-    select(
-        _PERIODS.c.responsibility,
-        _PERIODS.c.region,
-        _PERIODS.c.municipality,
-        _PERIODS.c.residence_outside,
-        _PERIODS.c.valid_from,
+
+
+class _Period(NamedTuple):
+    responsibility: str
+    region: str | None
+    municipality: str | None
+    residence_outside: str | None
+    valid_from: dt.date
+
+
+class _Gap(NamedTuple):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    responsibility: str
+    region: str
+    since: dt.date
+    due: dt.date
+    cause: str
+
+
+def _json_rows(dialect: str, *columns: Any) -> Any:
+    """SQL: the rows' ``columns`` as one JSON array of arrays (NULL or [] when there are none)."""
+    if dialect == "postgresql":
+        return func.json_agg(func.json_build_array(*columns))
+    return func.json_group_array(func.json_array(*columns))
+
+
+@cache
+def card_statement(dialect: str, national: bool) -> Select[Any]:
+    """The client (``client_id``) with ``full_view``, ``periods``, ``gaps`` (on ``on``) and ``external``;
+    for a region (``region``) only if it is involved (``access.involved``)."""
+    p, g, e = _PERIODS.c, _GAPS.c, _EXTERNAL.c
+    periods = select(
+        _json_rows(dialect, p.responsibility, p.region, p.municipality, p.residence_outside, p.valid_from)
+    ).where(p.client_id == _CLIENTS.c.id, p.retracted_at.is_(None), or_(p.valid_to.is_(None), p.valid_to > _ON))
+    gaps = select(_json_rows(dialect, g.id, g.client_id, g.responsibility, g.region, g.since, g.due, g.cause)).where(
+        g.client_id == _CLIENTS.c.id, g.since <= _ON, or_(g.closed_on.is_(None), g.closed_on > _ON)
     )
-    .where(
-        _PERIODS.c.client_id == _CLIENT_ID,
-        _PERIODS.c.retracted_at.is_(None),
-        or_(_PERIODS.c.valid_to.is_(None), _PERIODS.c.valid_to > _ON),
+    external = select(_json_rows(dialect, e.system, e.external_id)).where(e.client_id == _CLIENTS.c.id)
+    statement = select(
+        _CLIENTS,
+        (literal(True) if national else held(_REGION)).label("full_view"),
+        type_coerce(periods.scalar_subquery(), JSON).label("periods"),
+        type_coerce(gaps.scalar_subquery(), JSON).label("gaps"),
+        type_coerce(external.scalar_subquery(), JSON).label("external"),
+    ).where(_CLIENTS.c.id == _CLIENT_ID)
+    return statement if national else statement.where(involved(_REGION))
+
+
+def _periods(rows: list[list[Any]] | None) -> dict[str, Any]:
+    return state.first_of_each(
+        _Period(responsibility, region, municipality, outside, dt.date.fromisoformat(valid_from))
+        for responsibility, region, municipality, outside, valid_from in rows or []
     )
-    .order_by(_PERIODS.c.valid_from.desc())
-)
-GAPS_ON = select(_GAPS).where(
-    _GAPS.c.client_id == _CLIENT_ID,
-    _GAPS.c.since <= _ON,
-    or_(_GAPS.c.closed_on.is_(None), _GAPS.c.closed_on > _ON),
-)
-EXTERNAL_IDS = select(_EXTERNAL.c.system, _EXTERNAL.c.external_id).where(_EXTERNAL.c.client_id == _CLIENT_ID)
+
+
+def _gaps(rows: list[list[Any]] | None) -> list[_Gap]:
+    return [
+        _Gap(uuid.UUID(gap_id), uuid.UUID(client_id), responsibility, region, *map(dt.date.fromisoformat, dates), cause)
+        for gap_id, client_id, responsibility, region, *dates, cause in rows or []
+    ]
 
 
 def summary(
-    client: Client | Row[Any], caller: Caller, periods: dict[str, ResponsibilityPeriod], open_gaps: int, *, full: bool
+    client: Client | Row[Any], caller: Caller, periods: dict[str, Any], open_gaps: int, *, full: bool
 ) -> ClientSummary:
     """The list view of a client; the municipality only to regions that hold or held it (``full``),
     and of a protected address only to the residence region."""
@@ -108,31 +150,45 @@ async def client_card(session: AsyncSession, caller: Caller, client_id: uuid.UUI
     """``GET /v1/clients/{id}``: the client if the caller's region is involved (else 404), in its view.
 
     The access rule is ``access.client_for``'s (read: any involvement, full view only to regions
-    that hold or held the client), asked in the same statement that reads the row.
+    that hold or held the client), asked in the same statement that reads the row and all it shows.
     """
     caller.require(SYSTEM, COORDINATOR, AUDITOR)
-    connection = await session.connection()
-    if caller.national:
-        found = (await connection.execute(READ_NATIONAL, {"client_id": client_id})).first()
-    else:
-        found = (await connection.execute(READ_REGIONAL, {"client_id": client_id, "region": caller.region})).first()
-    if found is None:
-        raise NotFound("client not found", code="client_not_found")
-    session.info.setdefault(FULLY_INVOLVED, {})[client_id] = bool(found.full_view)
-    return await client_public(session, caller, found)
-
-
-async def client_public(session: AsyncSession, caller: Caller, client: Client | Row[Any]) -> ClientPublic:
-    """The full view of one client, with its open gaps and external ids."""
     on = today()
     connection = await session.connection()
-    known = {"client_id": client.id, "on": on}
-    periods: dict[str, Any] = state.first_of_each((await connection.execute(PERIODS_ON, known)).all())
+    statement = card_statement(connection.dialect.name, caller.national)
+    found = (await connection.execute(statement, {"client_id": client_id, "region": caller.region, "on": on})).first()
+    if found is None:
+        raise NotFound("client not found", code="client_not_found")
+    periods = _periods(found.periods)
+    note_organisers(session, {client_id: periods[ORGANISING].region})
+    session.info.setdefault(FULLY_INVOLVED, {})[client_id] = full = bool(found.full_view)
+    gaps = _gaps(found.gaps)
+    base = summary(found, caller, periods, len(gaps), full=full)
+    return ClientPublic(
+        **base.model_dump(),
+        access="full" if full else "request",
+        personal_id=identity_code(session, found) if full else None,
+        end_reason=found.end_reason,
+        external_ids=[ExternalIdPublic(system=system, id=ref) for system, ref in found.external or []] if full else [],
+        missing=[gap_public(gap, on) for gap in gaps] if base.status != "ended" else [],
+        created_at=found.created_at,
+        updated_at=found.updated_at,
+    )
+
+
+async def client_public(session: AsyncSession, caller: Caller, client: Client) -> ClientPublic:
+    """The full view of one client, with its open gaps and external ids."""
+    on = today()
+    periods = await state.periods_on(session, client.id, on)
     note_organisers(session, {client.id: periods[ORGANISING].region})
-    gaps = (await connection.execute(GAPS_ON, known)).all()
+    gaps = (
+        await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client.id, gap_in_force(on)))
+    ).all()
     full = await fully_involved(session, caller, client.id)
     base = summary(client, caller, periods, len(gaps), full=full)
-    external = (await connection.execute(EXTERNAL_IDS, {"client_id": client.id})).all() if full else []
+    external: Iterable[ClientExternalId] = (
+        await session.exec(select(ClientExternalId).where(ClientExternalId.client_id == client.id)) if full else []
+    )
     return ClientPublic(
         **base.model_dump(),
         access="full" if full else "request",
