@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from app import logs, openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller, idempotency_guard, media_type_guard, rate_limit_guard
+from app.deps import current_caller, idempotency_guard, route_guard
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
 from app.routers import (
@@ -96,11 +96,9 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     openapi.install(app)
     app.include_router(health.router)
     routes.add(health.router.routes)
-    # a body of the wrong type is refused before it spends the caller's rate limit
     protected = [
         Depends(current_caller),
-        Depends(media_type_guard),
-        Depends(rate_limit_guard),
+        Depends(route_guard),
         Depends(idempotency_guard),
     ]
     for module in ROUTERS:
