@@ -418,6 +418,11 @@ def hetu(birth: dt.date, individual: int) -> str:
     return f"{digits}A{individual:03d}{IDENTITY_CHECK[int(f'{digits}{individual:03d}') % 31]}"
 
 
+def seed_code(n: int) -> str:
+    """The ``n``-th distinct identity code of ``seed_clients``: born 2004-2006, individual numbers from 100."""
+    return hetu(dt.date(2004, 1, 1) + dt.timedelta(days=(n * 7) % 1090), 100 + n // 1090)
+
+
 def seed_clients(base: str, token: str, count: int, *, region: str, municipality: str) -> list[str]:
     """Register ``count`` clients organised by ``region`` through Silta's API; return their ids.
 
@@ -428,9 +433,8 @@ def seed_clients(base: str, token: str, count: int, *, region: str, municipality
     ids = []
     with httpx.Client(base_url=base, timeout=30.0, headers={"Authorization": f"Bearer {token}"}) as client:
         for n in range(count):
-            birth = dt.date(2004, 1, 1) + dt.timedelta(days=(n * 7) % 1090)
             body = {
-                "personal_id": hetu(birth, 100 + n // 1090),
+                "personal_id": seed_code(n),
                 "first_name": f"Bench{n}",
                 "last_name": "Client",
                 "organising_region": region,

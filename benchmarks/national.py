@@ -57,6 +57,7 @@ import httpx
 import national_report
 import psycopg
 from harness import PYTHON, REPO, Measured, Processes, Server, Target
+from psycopg import sql
 
 from app.services.clock import today as finnish_today
 
@@ -201,7 +202,12 @@ def ensure_source(args: argparse.Namespace) -> tuple[str, Path, str]:
         return args.template, keys, ""
     minutes = max(1, round(8 * args.scale))
     print(f"{args.template} is missing: building it at scale {args.scale} (about {minutes} min)", flush=True)
-    built = dataset.build(harness.database_url(args.admin_url, args.template), args.scale, data_dir=keys)
+    building = f"{args.template}_building"  # renamed when complete: a half-built source is never used
+    built = dataset.build(harness.database_url(args.admin_url, building), args.scale, data_dir=keys)
+    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(args.template))
+        )
     return args.template, keys, f"; built by this run in {built['total_seconds']:.0f} s"
 
 
