@@ -7,14 +7,18 @@ The pieces, in the order a run uses them:
 - processes: ``Processes`` starts every child in its own process group and ends exactly those;
   ``run_checked`` runs a short command (``silta migrate``, ``silta token``) to completion;
 - databases: ``create_databases`` (both, recreated empty), ``recreate_database`` /
-  ``drop_database`` on the loopback PostgreSQL, ``database_url``, ``postmaster_pid`` (for
-  load.py's database CPU accounting), ``silta_env`` (Silta's environment: database, dev keys);
-- servers: ``start_baseline`` (the bare-framework yardstick from ``../shared/bench/``),
-  ``start_server`` (anything else, e.g. Silta via ``uvicorn_argv``), ``wait_ready``,
-  ``check_alive``, ``seed_baseline``;
-- load: ``Target`` (one URL of one server), ``measure`` (one bounded load.py invocation, wrk
-  pinned to the other CPU), ``Measured`` (its median and runs; subclass it to add fields),
-  ``wait_for_quiet`` / ``machine_busy_pct`` / ``say_how_busy`` (is another workload running?);
+  ``clone_database`` (a copy of a template) / ``drop_database`` / ``database_exists`` on the
+  loopback PostgreSQL, ``database_url``, ``postmaster_pid`` (for load.py's database CPU
+  accounting), ``silta_env`` (Silta's environment: database, dev keys or a data set's);
+- servers: ``start_baseline`` (the bare-framework yardstick from ``../shared/bench/``, on PostgreSQL
+  or SQLite), ``start_server`` (anything else, e.g. Silta via ``uvicorn_argv``), ``wait_ready``,
+  ``check_alive``, ``check_once``, ``memory_kb`` (peak and current resident memory);
+- data: ``seed_baseline``, ``seed_clients`` (Silta clients through its API, ``seed_code``/``hetu``
+  their identity codes);
+- load: ``Target`` (one URL of one server, optionally driven by a wrk Lua script of its own),
+  ``measure`` (one bounded load.py invocation, wrk pinned to the other CPU), ``Measured`` (its
+  median and runs; subclass it to add fields), ``wait_for_quiet`` / ``machine_busy_pct`` /
+  ``say_how_busy`` (is another workload running?);
 - results: ``report_header``, ``machine_info``, and ``run_benchmark``, which wraps a script's
   ``run`` and ``markdown``: it writes ``results/<name>-<UTC time>.json`` and ``.md`` and, also on
   error, Ctrl-C or SIGTERM, stops every process and drops every database the run created.

@@ -12,10 +12,10 @@ What one run does:
    on) and the bare-framework baseline (``../shared/bench/baseline_app.py``) on ``--baseline-db-name``.
 3. Picks realistic targets with SQL on the copy: the region organising the most clients in aftercare
    (the largest), some of its clients to read, a day in each one's history, and clients it must name
-   a worker for. There are few of those in a settled data set, so it first deactivates, through the
-   API, the region's busiest workers (counsellors and special counsellors) until enough clients need
-   a new worker: what happens when staff leave. Each write names one of the region's social workers
-   (any client may take one). The write targets are used in order across every run, never twice.
+   a worker for. There are few of those in a settled data set, so it first ends, through the API,
+   enough of the region's running assignments (a worker moved on), spread over its clients. Each
+   write names one of the region's social workers (any client may take one). The write targets are
+   used in order across every run, never twice.
 4. Measures (``harness.measure``: load.py, wrk, bounded; median of the runs) at each ``-c`` level,
    baseline interleaved: the client read, ``responsibility?as_of=``, the assignment write and the
    coordinator mix (``national_mix.lua``); at concurrency 1 the gap list, the region's caseload and
@@ -67,9 +67,9 @@ SOURCE = "silta_bench_national"
 SQLITE_REGION, SQLITE_MUNICIPALITY = "05", "853"  # Turku: the clients live where they are organised
 
 # bounds: every wait and loop here is finite (the load's own: harness.py)
-MAX_DEACTIVATIONS = 400
+MAX_ENDS = 10_000  # assignments ended to make room for the writes
 MAX_WRITE_POOL = 20_000
-WRITES_PER_S = 50  # above the assignment write rates seen (6-40 req/s): sizes the write pool
+WRITES_PER_S = 30  # above the assignment write rates seen here (6-24 req/s): sizes the write pool
 VERIFY_TIMEOUT_S = 1800
 QUIET_WAIT_S = 30
 
@@ -119,26 +119,23 @@ def needing_worker(conn: psycopg.Connection[Any], region: str, today: dt.date) -
     return [(str(cid), str(responsibility)) for cid, responsibility in rows]
 
 
-def workers(conn: psycopg.Connection[Any], region: str, today: dt.date) -> tuple[list[str], list[str]]:
-    """The region's active social workers (named by the writes), and its other active workers, busiest first."""
-    social = [
-        str(wid)
-        for (wid,) in conn.execute(
-            "SELECT id FROM worker WHERE region = %s AND active AND role = 'social_worker' ORDER BY id", (region,)
-        ).fetchall()
-    ]
-    busiest = [
-        str(wid)
-        for wid, _ in conn.execute(
-            f"SELECT w.id, count(a.id) FROM worker w JOIN assignment a ON a.worker_id = w.id "  # noqa: S608 - fixed fragments
-            f"AND a.retracted_at IS NULL AND (a.valid_to IS NULL OR a.valid_to > %(today)s) "
-            f"JOIN client c ON c.id = a.client_id AND {ACTIVE} "
-            "WHERE w.region = %(region)s AND w.active AND w.role <> 'social_worker' "
-            "GROUP BY w.id ORDER BY 2 DESC, w.id",
-            {"region": region, "today": today},
-        ).fetchall()
-    ]
-    return social, busiest
+def social_workers(conn: psycopg.Connection[Any], region: str) -> list[str]:
+    """The region's active social workers: any client may take one (special support needs one)."""
+    rows = conn.execute(
+        "SELECT id FROM worker WHERE region = %s AND active AND role = 'social_worker' ORDER BY id", (region,)
+    ).fetchall()
+    return [str(wid) for (wid,) in rows]
+
+
+def running_assignments(conn: psycopg.Connection[Any], region: str, today: dt.date, count: int) -> list[str]:
+    """``count`` assignments the region holds today for clients in aftercare, spread by id hash."""
+    rows = conn.execute(
+        f"SELECT a.id FROM assignment a JOIN client c ON c.id = a.client_id AND {ACTIVE} "  # noqa: S608 - fixed fragments
+        "WHERE a.region = %(region)s AND a.retracted_at IS NULL AND a.valid_from <= %(today)s "
+        "AND (a.valid_to IS NULL OR a.valid_to > %(today)s) ORDER BY md5(a.id::text) LIMIT %(count)s",
+        {"region": region, "today": today, "count": count},
+    ).fetchall()
+    return [str(aid) for (aid,) in rows]
 
 
 def dataset_rows(url: str) -> tuple[dict[str, int], str]:
@@ -161,26 +158,30 @@ def write_pool_needed(args: argparse.Namespace) -> int:
 def prepare_writes(
     base: str, token: str, url: str, region: str, today: dt.date, need: int
 ) -> tuple[list[tuple[str, str]], list[str], str]:
-    """Deactivate the region's busiest workers through the API until ``need`` assignments can be made."""
+    """End, through the API, enough of the region's running assignments that ``need`` new ones can be made.
+
+    A settled data set has few clients waiting for a worker; ending assignments (a worker moved on)
+    is what makes more, as it does in the service. Ends the app refuses (409) are counted and skipped.
+    """
     with psycopg.connect(url) as conn:
-        social, busiest = workers(conn, region, today)
+        social = social_workers(conn, region)
         pool = needing_worker(conn, region, today)
+        ending = running_assignments(conn, region, today, min(MAX_ENDS, max(need - len(pool), 0)))
     if not social:
         raise RuntimeError(f"region {region} has no active social worker to name")
-    deactivated, limit, refused = 0, min(len(busiest), MAX_DEACTIVATIONS), []
+    refused: list[str] = []
     with httpx.Client(base_url=base, timeout=120.0, headers={"Authorization": f"Bearer {token}"}) as client:
-        while len(pool) < need and deactivated < limit:
-            batch = busiest[deactivated : deactivated + (10 if need - len(pool) > 200 else 2)]
-            for wid in batch:
-                response = client.patch(f"/v1/workers/{wid}", json={"active": False})
-                if response.status_code == 409:  # see the report's note: the app refuses some deactivations
-                    refused.append(response.json().get("detail", ""))
-                elif response.status_code != 200:
-                    raise RuntimeError(f"PATCH /v1/workers/{wid}: HTTP {response.status_code}: {response.text[:300]}")
-            deactivated += len(batch)
-            with psycopg.connect(url) as conn:
-                pool = needing_worker(conn, region, today)
-    note = f"{deactivated - len(refused)} of the region's busiest workers deactivated through the API first"
+        for aid in ending:
+            response = client.post(f"/v1/assignments/{aid}/end", json={"reason": "benchmark: the worker moved on"})
+            if response.status_code == 409:
+                refused.append(str(response.json().get("detail", "")))
+            elif response.status_code != 200:
+                raise RuntimeError(
+                    f"POST /v1/assignments/{aid}/end: HTTP {response.status_code}: {response.text[:300]}"
+                )
+    with psycopg.connect(url) as conn:
+        pool = needing_worker(conn, region, today)
+    note = f"{len(ending) - len(refused):,} of the region's running assignments ended through the API first"
     if refused:
         note += f" ({len(refused)} more refused with 409, e.g. {refused[0]!r})"
     if len(pool) < need:
