@@ -30,8 +30,9 @@ What one run does:
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/national.py                    # full scale: about 20 minutes
+    .venv/bin/python benchmarks/national.py                    # full scale: about 25 minutes
     .venv/bin/python benchmarks/national.py --scale 0.02 -d 2 --runs 1 --skip-verify   # a few minutes
+    .venv/bin/python benchmarks/national.py --rewrite benchmarks/results/national-<UTC>.json  # its .md again
 
 Only loopback hosts are used.
 """
@@ -664,7 +665,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return harness.settle_args(args)
 
 
+def rewrite(path: Path) -> int:
+    """Write a run's Markdown again from its ``.json`` (a format change); RESULTS.md too if it is the latest run."""
+    report = json.loads(path.read_text())
+    report["verdicts"] = national_report.verdicts(report)
+    path.with_suffix(".md").write_text(national_report.markdown(report))
+    latest = sorted(harness.RESULTS_DIR.glob("national-*.json"))[-1:]
+    if latest and latest[0].resolve() == path.resolve():
+        write_summary(report, path.with_suffix(""), harness.RESULTS_DIR)
+    print(f"rewrote {path.with_suffix('.md')}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--rewrite"] and len(argv) == 2:
+        return rewrite(Path(argv[1]))
     args = parse_args(argv)
     levels = len(args.concurrency)
     endpoints = 6 + 4 / levels + (4 if args.sqlite_clients else 0)

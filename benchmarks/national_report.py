@@ -57,7 +57,7 @@ def _ratio_rows(found: dict[tuple[str, int], dict[str, Any]], key: str, base: st
         rows.append(
             _verdict(
                 f"{name}, c={c}",
-                f"{ratio:.2f} ({ours['rps']:,.0f} vs {theirs['rps']:,.0f} req/s{cpu})",
+                f"{ratio:.3f} ({ours['rps']:,.1f} vs {theirs['rps']:,.1f} req/s{cpu})",
                 f">= {share:.2f}",
                 ratio >= share,
             )
@@ -78,7 +78,7 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _verdict(
                 f"`GET /v1/clients/{{id}}` p99 of the bare read's p99, c={c}",
-                f"{ours / theirs:.2f} ({ours:.1f} vs {theirs:.1f} ms)" if theirs else f"{ours:.1f} ms vs 0",
+                f"{ours / theirs:.3f} ({ours:.1f} vs {theirs:.1f} ms)" if theirs else f"{ours:.1f} ms vs 0",
                 "<= 1.50",
                 bool(theirs) and ours <= 1.5 * theirs,
                 "" if c == 16 else "the issue asks for c=16; not measured",
@@ -228,7 +228,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Each Silta row is compared with the baseline row measured next to it at the same concurrency "
         "(`fraction`: req/s ratio; `p99 of baseline p99`). `server CPU` is the CPU of the server process "
         "per request (it holds up better than req/s on a shared machine); `PG CPU` that of every PostgreSQL "
-        "process (another database's work shows up there too). `non-2xx` counts HTTP answers >= 400 (a "
+        "process (another database's work shows up there too, also in the SQLite rows; backends that exit "
+        "during a run make it negative and the foreign share too high). `non-2xx` counts HTTP answers >= 400 (a "
         "repeated assignment answers 409), `errors` those plus socket errors and timeouts. A run where other "
         f"processes used more than {DISTURBED_PCT:.0f} % of the machine is DISTURBED.",
         "",
