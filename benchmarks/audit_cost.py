@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import harness
-import httpx
 import psycopg
 from harness import DISTURBED_PCT, REPO, Measured, Processes, Target
 from psycopg import sql
@@ -61,11 +60,10 @@ SILTA = str(Path(sys.executable).parent / "silta") if (Path(sys.executable).pare
 
 REGION = "05"  # the caller's region: coordinator of 05, clients organised by 05
 MUNICIPALITY = "853"  # Turku, region 05: the clients also live in 05
-CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"  # identity-code check characters (as tests/conftest.py)
 LOG_TABLES = ("change_event", "access_log", "disclosure_log", "audit_chain")
 
 # bounds: every load loop and every wait in this script is finite (the load's own: harness.py)
-MAX_CLIENTS = 800  # distinct identity codes this generator can make (individual numbers 100-899)
+MAX_CLIENTS = 800
 SEAL_WAIT_S = 60.0  # longest wait for the sealer to catch up after a measurement
 
 
@@ -131,35 +129,6 @@ def wait_sealed(url: str, timeout: float = SEAL_WAIT_S) -> tuple[float, dict[str
         time.sleep(0.1)
 
 
-def hetu(birth: dt.date, individual: int) -> str:
-    """A valid Finnish identity code (century sign A for 2000-2099), as tests/conftest.py builds them."""
-    digits = f"{birth:%d%m}{birth.year % 100:02d}"
-    return f"{digits}A{individual:03d}{CHECK[int(f'{digits}{individual:03d}') % 31]}"
-
-
-def seed_clients(base: str, token: str, count: int) -> list[str]:
-    """Register ``count`` clients of region 05 through the API (distinct codes, born 2004-2006)."""
-    start = (dt.date.today() - dt.timedelta(days=120)).isoformat()
-    ids = []
-    with httpx.Client(base_url=base, timeout=30.0, headers={"Authorization": f"Bearer {token}"}) as client:
-        for n in range(count):
-            birth = dt.date(2004, 1, 1) + dt.timedelta(days=(n * 7) % 1090)
-            body = {
-                "personal_id": hetu(birth, 100 + n),
-                "first_name": f"Bench{n}",
-                "last_name": "Client",
-                "organising_region": REGION,
-                "residence_municipality": MUNICIPALITY,
-                "aftercare_start": start,
-                "support_level": ("standard", "enhanced", "special")[n % 3],
-            }
-            response = client.post("/v1/clients", json=body)
-            if response.status_code != 201:
-                raise RuntimeError(f"POST /v1/clients: HTTP {response.status_code}: {response.text[:500]}")
-            ids.append(response.json()["id"])
-    return ids
-
-
 # --------------------------------------------------------------------------- measuring
 
 
@@ -170,24 +139,6 @@ class Logged(Measured):
     log_rows_added: dict[str, int] = field(default_factory=dict)  # during the measured runs only
     seal_catch_up_s: float | None = None  # after the runs, until the chain held every entry
     unsealed_after_runs: int | None = None
-
-
-def check_once(target: Target, first_id: str | None) -> str:
-    """One request before the load: the endpoint answers as expected with this run's token."""
-    url = target.url.replace("{id}", first_id or "")
-    headers = {}
-    if target.bearer_file:
-        headers["Authorization"] = "Bearer " + target.bearer_file.read_text().strip()
-    with httpx.Client(timeout=30.0, headers=headers) as client:
-        if target.method == "POST" and target.body_file:
-            response = client.post(
-                url, content=target.body_file.read_bytes(), headers={"Content-Type": "application/json"}
-            )
-        else:
-            response = client.get(url)
-    if response.status_code not in (200, 201):
-        raise RuntimeError(f"{target.method} {url}: HTTP {response.status_code}: {response.text[:500]}")
-    return f"HTTP {response.status_code}, {len(response.content)} bytes"
 
 
 # --------------------------------------------------------------------------- reporting
@@ -431,7 +382,7 @@ def run(
         print(f"  {SERVER_NAMES[server]:<22} {servers[server].base} (pid {servers[server].pid})", flush=True)
 
     print(f"seeding {args.clients} clients (POST /v1/clients) and {args.baseline_rows} baseline rows", flush=True)
-    client_ids = seed_clients(servers["on"].base, token, args.clients)
+    client_ids = harness.seed_clients(servers["on"].base, token, args.clients, region=REGION, municipality=MUNICIPALITY)
     item = {"name": "bench", "region": REGION, "birth_date": "2005-01-01", "score": 1, "payload": {"k": "v"}}
     item_ids = harness.seed_baseline(servers["baseline"].base, args.baseline_rows, body=item)
     files = {"client_ids": work / "client-ids.txt", "item_ids": work / "item-ids.txt"}
@@ -455,7 +406,7 @@ def run(
         harness.ensure_loopback(targets[e.key].url)
     for e in ENDPOINTS:
         first = (client_ids if e.server != "baseline" else item_ids)[0]
-        checks[e.key] = check_once(targets[e.key], first if e.kind == "read" else None)
+        checks[e.key] = harness.check_once(targets[e.key], first if e.kind == "read" else None)
         print(f"  check {e.key:<16} {checks[e.key]}", flush=True)
 
     idle_busy = harness.machine_busy_pct(2.0)

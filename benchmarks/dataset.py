@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import random
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -424,6 +425,8 @@ def _start_worker() -> None:
     """A forked worker process: its own connection; the inherited heap left out of garbage collection."""
     global _CONNECTION
     assert _JOB is not None
+    # the parent's SIGTERM handler (a benchmark's clean-up) is not this process's: the pool ends it with SIGTERM
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     gc.freeze()
     _CONNECTION = psycopg.connect(_JOB.url)
 

@@ -7,14 +7,18 @@ The pieces, in the order a run uses them:
 - processes: ``Processes`` starts every child in its own process group and ends exactly those;
   ``run_checked`` runs a short command (``silta migrate``, ``silta token``) to completion;
 - databases: ``create_databases`` (both, recreated empty), ``recreate_database`` /
-  ``drop_database`` on the loopback PostgreSQL, ``database_url``, ``postmaster_pid`` (for
-  load.py's database CPU accounting), ``silta_env`` (Silta's environment: database, dev keys);
-- servers: ``start_baseline`` (the bare-framework yardstick from ``../shared/bench/``),
-  ``start_server`` (anything else, e.g. Silta via ``uvicorn_argv``), ``wait_ready``,
-  ``check_alive``, ``seed_baseline``;
-- load: ``Target`` (one URL of one server), ``measure`` (one bounded load.py invocation, wrk
-  pinned to the other CPU), ``Measured`` (its median and runs; subclass it to add fields),
-  ``wait_for_quiet`` / ``machine_busy_pct`` / ``say_how_busy`` (is another workload running?);
+  ``clone_database`` (a copy of a template) / ``drop_database`` / ``database_exists`` on the
+  loopback PostgreSQL, ``database_url``, ``postmaster_pid`` (for load.py's database CPU
+  accounting), ``silta_env`` (Silta's environment: database, dev keys or a data set's);
+- servers: ``start_baseline`` (the bare-framework yardstick from ``../shared/bench/``, on PostgreSQL
+  or SQLite), ``start_server`` (anything else, e.g. Silta via ``uvicorn_argv``), ``wait_ready``,
+  ``check_alive``, ``check_once``, ``memory_kb`` (peak and current resident memory);
+- data: ``seed_baseline``, ``seed_clients`` (Silta clients through its API, ``seed_code``/``hetu``
+  their identity codes);
+- load: ``Target`` (one URL of one server, optionally driven by a wrk Lua script of its own),
+  ``measure`` (one bounded load.py invocation, wrk pinned to the other CPU), ``Measured`` (its
+  median and runs; subclass it to add fields), ``wait_for_quiet`` / ``machine_busy_pct`` /
+  ``say_how_busy`` (is another workload running?);
 - results: ``report_header``, ``machine_info``, and ``run_benchmark``, which wraps a script's
   ``run`` and ``markdown``: it writes ``results/<name>-<UTC time>.json`` and ``.md`` and, also on
   error, Ctrl-C or SIGTERM, stops every process and drops every database the run created.
@@ -220,6 +224,29 @@ def recreate_database(admin_url: str, name: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def clone_database(admin_url: str, template: str, name: str) -> float:
+    """Recreate ``name`` as a copy of ``template`` (``CREATE DATABASE ... TEMPLATE``); return the seconds it took.
+
+    PostgreSQL refuses to copy a database others are connected to; this says so, with who they are.
+    """
+    drop_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        others = conn.execute(
+            "SELECT pid, usename, application_name, state FROM pg_stat_activity WHERE datname = %s", (template,)
+        ).fetchall()
+        if others:
+            who = "; ".join(f"pid {pid} {user} {app or '-'} {state}" for pid, user, app, state in others)
+            raise SystemExit(f"cannot copy {template}: {len(others)} other connection(s) to it ({who})")
+        t0 = time.monotonic()
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+        return time.monotonic() - t0
+
+
+def database_exists(admin_url: str, name: str) -> bool:
+    with psycopg.connect(admin_url) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -243,13 +270,20 @@ def create_databases(args: argparse.Namespace, created: list[str]) -> None:
         created.append(name)
 
 
-def silta_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
-    """The environment for Silta's commands and servers: ``--db-name``, a dev data folder (keys) in ``work``."""
-    data_dir = work / "silta-data"
-    data_dir.mkdir()
+def silta_env(
+    args: argparse.Namespace, work: Path, *, data_dir: Path | None = None, url: str | None = None
+) -> dict[str, str]:
+    """The environment for Silta's commands and servers: ``--db-name``, a dev data folder (keys) in ``work``.
+
+    ``data_dir`` names an existing keys folder instead (a data set's), ``url`` another database
+    (an SQLite file).
+    """
+    if data_dir is None:
+        data_dir = work / "silta-data"
+        data_dir.mkdir()
     return {
         **os.environ,
-        "SILTA_DATABASE_URL": database_url(args.admin_url, args.db_name),
+        "SILTA_DATABASE_URL": url or database_url(args.admin_url, args.db_name),
         "SILTA_DATA_DIR": str(data_dir),
         "SILTA_ENV": "development",
         # load runs measure throughput from a handful of subjects, which the rate limits would refuse
@@ -310,19 +344,26 @@ def start_server(
 
 
 def start_baseline(
-    procs: Processes, args: argparse.Namespace, work: Path, *, env: dict[str, str] | None = None
+    procs: Processes,
+    args: argparse.Namespace,
+    work: Path,
+    *,
+    env: dict[str, str] | None = None,
+    url: str | None = None,
+    name: str = "baseline",
 ) -> Server:
     """The bare-framework baseline on ``args.baseline_db_name``: copied, ``init``-ed (keys, table), started.
 
-    ``env`` adds to its environment (e.g. ``POOL_SIZE``). Its ES256 token is at
-    ``server.cwd / "keys" / "token_es256.txt"``.
+    ``env`` adds to its environment (e.g. ``POOL_SIZE``); ``url`` is another database for it (e.g.
+    ``sqlite:////tmp/x/bench.db``: its sync routes only, the ``/async`` ones answer 503 there).
+    Its ES256 token is at ``server.cwd / "keys" / "token_es256.txt"``.
     """
-    folder = work / "baseline"
+    folder = work / name
     folder.mkdir()
     shutil.copy2(args.bench_dir / "baseline_app.py", folder / "baseline_app.py")
     baseline_env = {
         **os.environ,
-        "DATABASE_URL": database_url(args.admin_url, args.baseline_db_name, scheme="postgresql+psycopg"),
+        "DATABASE_URL": url or database_url(args.admin_url, args.baseline_db_name, scheme="postgresql+psycopg"),
         "PERF_KEY_DIR": str(folder / "keys"),
         "PYTHONDONTWRITEBYTECODE": "1",
         **(env or {}),
@@ -331,7 +372,7 @@ def start_baseline(
     return start_server(
         procs,
         work,
-        "baseline",
+        name,
         lambda port: uvicorn_argv(args, "baseline_app:app", port),
         cwd=folder,
         env=baseline_env,
@@ -372,12 +413,84 @@ def seed_baseline(base: str, count: int, *, body: dict[str, Any], path: str = "/
     return ids
 
 
+IDENTITY_CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"  # identity-code check characters (as tests/conftest.py)
+
+
+def hetu(birth: dt.date, individual: int) -> str:
+    """A valid Finnish identity code (century sign A for 2000-2099), as tests/conftest.py builds them."""
+    digits = f"{birth:%d%m}{birth.year % 100:02d}"
+    return f"{digits}A{individual:03d}{IDENTITY_CHECK[int(f'{digits}{individual:03d}') % 31]}"
+
+
+def seed_code(n: int) -> str:
+    """The ``n``-th distinct identity code of ``seed_clients``: born 2004-2006, individual numbers from 100."""
+    return hetu(dt.date(2004, 1, 1) + dt.timedelta(days=(n * 7) % 1090), 100 + n // 1090)
+
+
+def seed_clients(base: str, token: str, count: int, *, region: str, municipality: str) -> list[str]:
+    """Register ``count`` clients organised by ``region`` through Silta's API; return their ids.
+
+    Distinct valid identity codes (born 2004-2006, individual numbers from 100; at most 872,000), aftercare begun
+    120 days ago, support levels in turn; they live in ``municipality``.
+    """
+    start = (dt.date.today() - dt.timedelta(days=120)).isoformat()
+    ids = []
+    with httpx.Client(base_url=base, timeout=30.0, headers={"Authorization": f"Bearer {token}"}) as client:
+        for n in range(count):
+            body = {
+                "personal_id": seed_code(n),
+                "first_name": f"Bench{n}",
+                "last_name": "Client",
+                "organising_region": region,
+                "residence_municipality": municipality,
+                "aftercare_start": start,
+                "support_level": ("standard", "enhanced", "special")[n % 3],
+            }
+            response = client.post("/v1/clients", json=body)
+            if response.status_code != 201:
+                raise RuntimeError(f"POST /v1/clients: HTTP {response.status_code}: {response.text[:500]}")
+            ids.append(response.json()["id"])
+    return ids
+
+
+def check_once(target: Target, first_id: str | None) -> str:
+    """One request before the load: the endpoint answers as expected with this run's token."""
+    url = target.url.replace("{id}", first_id or "")
+    headers = {}
+    if target.bearer_file:
+        headers["Authorization"] = "Bearer " + target.bearer_file.read_text().strip()
+    with httpx.Client(timeout=30.0, headers=headers) as client:
+        if target.method == "POST" and target.body_file:
+            response = client.post(
+                url, content=target.body_file.read_bytes(), headers={"Content-Type": "application/json"}
+            )
+        else:
+            response = client.get(url)
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"{target.method} {url}: HTTP {response.status_code}: {response.text[:500]}")
+    return f"HTTP {response.status_code}, {len(response.content)} bytes"
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmHWM (peak resident) and VmRSS of a live process, in kB, from ``/proc/<pid>/status``."""
+    out = {}
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            out[name] = int(value.split()[0])
+    return out
+
+
 # --------------------------------------------------------------------------- load
 
 
 @dataclass
 class Target:
-    """One URL of one running server, as load.py drives it (``{id}`` is replaced from ``ids_file``)."""
+    """One URL of one running server, as load.py drives it (``{id}`` is replaced from ``ids_file``).
+
+    ``script`` is a wrk Lua script used instead of load.py's own ``wrk_report.lua`` (it must end
+    with the same ``WRKJSON`` line); ``env`` is passed to it (wrk's Lua reads ``os.getenv``).
+    """
 
     key: str
     url: str
@@ -386,6 +499,8 @@ class Target:
     bearer_file: Path | None = None
     body_file: Path | None = None
     ids_file: Path | None = None
+    script: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -427,7 +542,8 @@ def measure(
     warmup = args.warmup if warmup is None else warmup
     duration, runs = duration or args.duration, runs or args.runs
     label = label or f"{target.key} c={concurrency}"
-    cmd = [PYTHON, str(args.bench_dir / "load.py"), "--url", target.url, "--method", target.method]
+    tool = _load_tool(args.bench_dir, target.script, jsonl.parent) if target.script else args.bench_dir
+    cmd = [PYTHON, str(tool / "load.py"), "--url", target.url, "--method", target.method]
     cmd += ["-c", str(concurrency), "-d", str(duration), "--warmup", str(warmup), "--runs", str(runs)]
     cmd += ["--timeout", str(args.request_timeout), "--server-pid", str(target.server_pid)]
     cmd += ["--label", label, "--json-out", str(jsonl)]
@@ -441,7 +557,7 @@ def measure(
     if target.ids_file:
         cmd += ["--ids-file", str(target.ids_file)]
     before = jsonl.read_text().count("\n") if jsonl.exists() else 0
-    stdout, stderr, returncode = _load(cmd, bound=warmup + runs * (duration + 30) + 60)
+    stdout, stderr, returncode = _load(cmd, bound=warmup + runs * (duration + 30) + 60, env=target.env)
     sys.stdout.write(stdout)
     lines = jsonl.read_text().splitlines() if jsonl.exists() else []
     if returncode != 0 or len(lines) <= before:
@@ -452,14 +568,24 @@ def measure(
     return result(target.key, concurrency, median=record["median"], runs=record["runs"])
 
 
-def _load(cmd: list[str], *, bound: float) -> tuple[str, str, int]:
+def _load_tool(bench_dir: Path, script: Path, folder: Path) -> Path:
+    """A copy of load.py next to ``script`` named as its own Lua script (load.py runs the one beside it)."""
+    tool = folder / f"load-{script.stem}"
+    if not tool.exists():
+        tool.mkdir()
+        shutil.copy2(bench_dir / "load.py", tool / "load.py")
+        shutil.copy2(script, tool / "wrk_report.lua")
+    return tool
+
+
+def _load(cmd: list[str], *, bound: float, env: dict[str, str] | None = None) -> tuple[str, str, int]:
     # its own session, so that wrk (load.py's child) ends with it if this run is interrupted
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
         start_new_session=True,
     )
     try:
@@ -580,8 +706,11 @@ def run_benchmark(
     *,
     endpoints: int,
     ok: Callable[[dict[str, Any]], bool] = all_measured,
+    written: Callable[[dict[str, Any], Path], None] | None = None,
 ) -> int:
     """Check the tools, call ``run(args, procs, work, created, started)``, write its report; 0 if ``ok``.
+
+    ``written(report, stem)`` is called once the report files (``stem`` + ``.json``/``.md``) are written.
 
     ``run`` starts its processes through ``procs``, keeps its files in the temporary folder ``work``
     and appends to ``created`` each database it creates. Whatever happens, every process in
@@ -610,6 +739,8 @@ def run_benchmark(
         stem = args.out_dir / f"{name}-{started.strftime('%Y%m%dT%H%M%SZ')}"
         stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         stem.with_suffix(".md").write_text(markdown(report))
+        if written:
+            written(report, stem)
         print(f"\nwrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}\n", flush=True)
         print(markdown(report).split("## Machine", 1)[0], flush=True)
         succeeded = ok(report)
