@@ -33,6 +33,8 @@ class Client(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(enum_check("support_level", SupportLevel), name="ck_client_support_level"),
         CheckConstraint("aftercare_end >= aftercare_start", name="ck_client_aftercare_period"),
+        # reports join many rows to "in aftercare on a day, at which level": answered from the index
+        Index("ix_client_aftercare", "id", "aftercare_start", "aftercare_end", "support_level"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
