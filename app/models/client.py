@@ -94,6 +94,16 @@ class ResponsibilityPeriod(SQLModel, table=True):
             postgresql_where=text("valid_to IS NULL AND retracted_at IS NULL"),
         ),
         Index("ix_period_region_client", "region", "client_id"),
+        # the national overview counts each region's organised clients from this index alone
+        Index(
+            "ix_period_organising",
+            "region",
+            "client_id",
+            "valid_from",
+            "valid_to",
+            sqlite_where=text("responsibility = 'organising' AND retracted_at IS NULL"),
+            postgresql_where=text("responsibility = 'organising' AND retracted_at IS NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

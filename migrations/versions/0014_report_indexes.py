@@ -5,6 +5,8 @@
   future-closed rows instead of every gap the region ever had (57,513 rows for 607 open ones).
 - ``ix_assignment_load`` (partial: not retracted) holds every column the caseload counts read, so
   a region's in-force assignments come from the index alone.
+- ``ix_period_organising`` (partial: organising, not retracted) gives the national overview each
+  region's organised clients from the index alone.
 - ``ix_client_aftercare`` answers "is the client in aftercare, at which support level" from the
   index alone, for the gap and load joins.
 
@@ -25,6 +27,7 @@ branch_labels = None
 depends_on = None
 
 OPEN_GAP = sa.text("closed_on IS NULL")
+ORGANISING = sa.text("responsibility = 'organising' AND retracted_at IS NULL")
 NOT_RETRACTED = sa.text("retracted_at IS NULL")
 
 
@@ -44,11 +47,19 @@ def upgrade() -> None:
         postgresql_where=NOT_RETRACTED,
         sqlite_where=NOT_RETRACTED,
     )
+    op.create_index(
+        "ix_period_organising",
+        "responsibility_period",
+        ["region", "client_id", "valid_from", "valid_to"],
+        postgresql_where=ORGANISING,
+        sqlite_where=ORGANISING,
+    )
     op.create_index("ix_client_aftercare", "client", ["id", "aftercare_start", "aftercare_end", "support_level"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_client_aftercare", table_name="client")
+    op.drop_index("ix_period_organising", table_name="responsibility_period")
     op.drop_index("ix_assignment_load", table_name="assignment")
     op.drop_index("ix_gap_closed_on", table_name="compliance_gap")
     op.drop_index("ix_gap_open_region_due", table_name="compliance_gap")
