@@ -31,6 +31,17 @@ class Assignment(SQLModel, table=True):
         ),
         Index("ix_assignment_worker", "worker_id", "valid_to"),
         Index("ix_assignment_region", "region", "valid_to"),
+        # the caseload counts read a region's in-force assignments from this index alone
+        Index(
+            "ix_assignment_load",
+            "region",
+            "worker_id",
+            "client_id",
+            "valid_from",
+            "valid_to",
+            sqlite_where=text("retracted_at IS NULL"),
+            postgresql_where=text("retracted_at IS NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -92,6 +103,16 @@ class ComplianceGap(SQLModel, table=True):
             postgresql_where=text("closed_at IS NULL"),
         ),
         Index("ix_gap_region_due", "region", "closed_at", "due"),
+        # "in force on a day" (closed_on IS NULL OR closed_on > day): a BitmapOr of these two
+        Index(
+            "ix_gap_open_region_due",
+            "region",
+            "due",
+            "id",
+            sqlite_where=text("closed_on IS NULL"),
+            postgresql_where=text("closed_on IS NULL"),
+        ),
+        Index("ix_gap_closed_on", "closed_on"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

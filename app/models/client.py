@@ -33,6 +33,8 @@ class Client(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(enum_check("support_level", SupportLevel), name="ck_client_support_level"),
         CheckConstraint("aftercare_end >= aftercare_start", name="ck_client_aftercare_period"),
+        # reports join many rows to "in aftercare on a day, at which level": answered from the index
+        Index("ix_client_aftercare", "id", "aftercare_start", "aftercare_end", "support_level"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -92,6 +94,16 @@ class ResponsibilityPeriod(SQLModel, table=True):
             postgresql_where=text("valid_to IS NULL AND retracted_at IS NULL"),
         ),
         Index("ix_period_region_client", "region", "client_id"),
+        # the national overview counts each region's organised clients from this index alone
+        Index(
+            "ix_period_organising",
+            "region",
+            "client_id",
+            "valid_from",
+            "valid_to",
+            sqlite_where=text("responsibility = 'organising' AND retracted_at IS NULL"),
+            postgresql_where=text("responsibility = 'organising' AND retracted_at IS NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

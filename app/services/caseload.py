@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, exists, func, or_, union_all
+from sqlalchemy import case, exists, func, null, or_, union_all
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -64,6 +66,11 @@ class Load:
 # --- what the database counts -------------------------------------------------------------------
 
 
+async def _rows(session: AsyncSession, statement: Any) -> Sequence[Any]:
+    """Plain rows, without the ORM's per-row processing: reports read thousands of them."""
+    return (await (await session.connection()).execute(statement)).all()
+
+
 async def settings_on(session: AsyncSession, on: dt.date, region: str | None = None) -> dict[str, Settings]:
     """Each region's targets and weights in force on ``on`` (one statement for all regions)."""
     rows = await session.exec(
@@ -87,9 +94,9 @@ async def settings_on(session: AsyncSession, on: dt.date, region: str | None = N
     return latest
 
 
-async def loads_on(session: AsyncSession, on: dt.date, region: str | None = None) -> dict[uuid.UUID, Load]:
-    """worker → distinct clients per support level and pairs in force on ``on`` (two statements)."""
-    named = (
+def _named_on(on: dt.date, region: str | None) -> Any:
+    """SQL (a CTE): the distinct (worker, client, support level) named in force on ``on``, in aftercare then."""
+    return (
         select(Assignment.worker_id, Assignment.client_id, Client.support_level)
         .join(Client, col(Client.id) == Assignment.client_id)
         .where(
@@ -101,16 +108,40 @@ async def loads_on(session: AsyncSession, on: dt.date, region: str | None = None
         )
         .where(*([Assignment.region == region] if region else []))
         .distinct()
-        .subquery()
+        .cte("named")
     )
-    loads: dict[uuid.UUID, Load] = defaultdict(Load)
-    counted = await session.exec(
-        select(named.c.worker_id, named.c.support_level, func.count()).group_by(
-            named.c.worker_id, named.c.support_level
+
+
+async def _count_named(
+    session: AsyncSession, on: dt.date, region: str | None, *, by_role: bool
+) -> tuple[dict[uuid.UUID, Load], dict[str, int]]:
+    """worker → distinct clients per support level, and (``by_role``) role → distinct clients: one statement.
+
+    Both counts read the same named rows, so the join of assignments to clients runs once.
+    """
+    named = _named_on(on, region)
+    statement: Any = select(
+        named.c.worker_id, named.c.support_level, null().label("role"), func.count().label("n")
+    ).group_by(named.c.worker_id, named.c.support_level)
+    if by_role:
+        per_role = (
+            select(null(), null(), col(Worker.role), func.count(func.distinct(named.c.client_id)))
+            .join(Worker, col(Worker.id) == named.c.worker_id)
+            .group_by(col(Worker.role))
         )
-    )
-    for worker_id, level, count in counted:
-        loads[worker_id].by_level[level] = count
+        statement = union_all(statement, per_role)
+    loads: dict[uuid.UUID, Load] = defaultdict(Load)
+    clients_by_role: dict[str, int] = {}
+    for worker_id, level, role, count in await _rows(session, statement):
+        if worker_id is None:
+            clients_by_role[role] = count
+        else:
+            loads[worker_id].by_level[level] = count
+    return loads, clients_by_role
+
+
+async def _count_pairs(session: AsyncSession, on: dt.date, region: str | None, loads: dict[uuid.UUID, Load]) -> None:
+    """Each worker's pairs in force on ``on`` (of the region's workers only, when ``region`` is given)."""
     in_force = (
         col(WorkPair.valid_from).is_not(None),
         col(WorkPair.valid_from) <= on,
@@ -121,8 +152,20 @@ async def loads_on(session: AsyncSession, on: dt.date, region: str | None = None
         select(col(WorkPair.worker_1_id).label("worker_id")).where(*in_force),
         select(col(WorkPair.worker_2_id).label("worker_id")).where(*in_force),
     ).subquery()
-    for worker_id, count in await session.exec(select(members.c.worker_id, func.count()).group_by(members.c.worker_id)):
+    statement = select(members.c.worker_id, func.count()).group_by(members.c.worker_id)
+    if region:
+        statement = statement.where(members.c.worker_id.in_(select(Worker.id).where(Worker.region == region)))
+    for worker_id, count in await _rows(session, statement):
         loads[worker_id].pairs = count
+
+
+async def loads_on(session: AsyncSession, on: dt.date, region: str | None = None) -> dict[uuid.UUID, Load]:
+    """worker → distinct clients per support level and pairs in force on ``on`` (two statements).
+
+    With ``region``, only the region's workers have pairs counted (others' loads are never shown).
+    """
+    loads, _ = await _count_named(session, on, region, by_role=False)
+    await _count_pairs(session, on, region, loads)
     return loads
 
 
@@ -144,7 +187,8 @@ def _in_aftercare(on: dt.date) -> Any:
     )
 
 
-def _worker_load(worker: Worker, load: Load, settings: Settings) -> WorkerLoad:
+def _worker_load(worker: Any, load: Load, settings: Settings) -> WorkerLoad:
+    """``worker``: a row with the worker's id, name, role, service and active."""
     weighted = rules.weighted_load(load.by_level, settings.weights)
     target = settings.targets.get(worker.role)
     share = rules.utilisation(weighted, target)
@@ -188,25 +232,6 @@ def _role_stats(workers: list[WorkerLoad], clients_by_role: dict[str, int], sett
     return result
 
 
-async def _clients_by_role(session: AsyncSession, region: str, on: dt.date) -> dict[str, int]:
-    """Distinct clients served by the region's workers of each role (one statement)."""
-    rows = await session.exec(
-        select(Worker.role, func.count(func.distinct(Assignment.client_id)))
-        .join(Worker, col(Worker.id) == Assignment.worker_id)
-        .join(Client, col(Client.id) == Assignment.client_id)
-        .where(
-            Assignment.region == region,
-            col(Assignment.retracted_at).is_(None),
-            col(Assignment.valid_from) <= on,
-            or_(col(Assignment.valid_to).is_(None), col(Assignment.valid_to) > on),
-            col(Client.aftercare_start) <= on,
-            col(Client.aftercare_end) >= on,
-        )
-        .group_by(col(Worker.role))
-    )
-    return dict(rows.all())
-
-
 # --- reports --------------------------------------------------------------------------------------
 
 
@@ -223,13 +248,16 @@ async def _region(session: AsyncSession, code: str) -> Region:
     return region
 
 
-async def worker_loads(session: AsyncSession, region: str, on: dt.date, settings: Settings) -> list[WorkerLoad]:
-    """The region's active workers, and any other of its workers still named on ``on``."""
-    loads = await loads_on(session, on, region)
-    workers = await session.exec(
-        select(Worker)
-        .where(Worker.region == region, or_(_active_on(on), col(Worker.id).in_(list(loads))))
-        .order_by(col(Worker.name), col(Worker.id))
+async def worker_loads(
+    session: AsyncSession, region: str, on: dt.date, settings: Settings, loads: dict[uuid.UUID, Load] | None = None
+) -> list[WorkerLoad]:
+    """The region's active workers, and any other of its workers still named or paired on ``on``."""
+    loads = await loads_on(session, on, region) if loads is None else loads
+    workers = await _rows(
+        session,
+        core_select(col(Worker.id), col(Worker.name), col(Worker.role), col(Worker.service), col(Worker.active))
+        .where(col(Worker.region) == region, or_(_active_on(on), col(Worker.id).in_(list(loads))))
+        .order_by(col(Worker.name), col(Worker.id)),
     )
     return [_worker_load(worker, loads.get(worker.id, Load()), settings) for worker in workers]
 
@@ -242,7 +270,9 @@ async def region_caseload(
     await _region(session, code)
     on = as_of or today()
     settings = (await settings_on(session, on, code))[code]
-    workers = await worker_loads(session, code, on, settings)
+    loads, clients_by_role = await _count_named(session, on, code, by_role=True)
+    await _count_pairs(session, on, code, loads)
+    workers = await worker_loads(session, code, on, settings, loads)
     queue_query = select(ComplianceGap).where(ComplianceGap.region == code, gap_in_force(on), _in_aftercare(on))
     queue = await paginate(
         session,
@@ -265,7 +295,7 @@ async def region_caseload(
         targets=settings.targets,
         weights=settings.weights,
         workers=workers,
-        roles=_role_stats(workers, await _clients_by_role(session, code, on), settings),
+        roles=_role_stats(workers, clients_by_role, settings),
         queue=[
             QueuedClient(
                 client_id=gap.client_id,
@@ -323,9 +353,7 @@ async def overview(session: AsyncSession, caller: Caller) -> CaseloadOverview:
     ).all()
     settings = await settings_on(session, on)
     loads = await loads_on(session, on)
-    workers = (
-        await session.exec(select(Worker.id, Worker.region, Worker.role).where(col(Worker.active).is_(True)))
-    ).all()
+    workers = await _rows(session, select(Worker.id, Worker.region, Worker.role).where(col(Worker.active).is_(True)))
     organised = {
         region: count
         for region, count in (

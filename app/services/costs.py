@@ -77,7 +77,7 @@ def status_is(status: DecisionStatus) -> ColumnElement[bool]:
 
 
 class Register:
-    """Decisions with their answers and agreed successors, loaded in three queries."""
+    """Decisions with their answers and agreed successors, loaded in three queries (none without decisions)."""
 
     def __init__(
         self,
@@ -90,6 +90,8 @@ class Register:
     @classmethod
     async def load(cls, session: AsyncSession, decisions: Sequence[CostDecision]) -> Register:
         ids = [decision.id for decision in decisions]
+        if not ids:  # most clients have no decision: no answers or successors to ask for
+            return cls(decisions, {}, {})
         answers = {
             answer.decision_id: answer
             for answer in await session.exec(

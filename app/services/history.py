@@ -29,7 +29,8 @@ from app.models.request import CoordinationRequest, CoordinationRequestPublic
 from app.models.worker import Worker
 from app.services import costs, pairs, state
 from app.services.access import client_for
-from app.services.clock import local_date
+from app.services.audit import note_organisers
+from app.services.clock import local_date, today
 from app.services.compliance import gap_public
 from app.services.pairs import pair_public
 from app.services.requests import request_public
@@ -46,14 +47,17 @@ async def responsibility(
     """Organising and residence region with named workers on ``as_of``, as recorded at ``known_at``."""
     client = await client_for(session, caller, client_id)
     periods, assignments, gaps = await state.all_rows(session, client.id)
+    organising_today = state.in_force(periods, today()).get(ORGANISING)
+    if organising_today is not None:  # the access entry's disclosure need not look it up again
+        note_organisers(session, {client.id: organising_today.region})
     period_now = {row.responsibility: row for row in in_force(list(periods), as_of, known_at)}
     assignment_now = {row.responsibility: row for row in in_force(list(assignments), as_of, known_at)}
-    workers = {
-        worker.id: worker
-        for worker in await session.exec(
-            select(Worker).where(col(Worker.id).in_([row.worker_id for row in assignment_now.values()]))
-        )
-    }
+    named_ids = [row.worker_id for row in assignment_now.values()]
+    workers = (
+        {worker.id: worker for worker in await session.exec(select(Worker).where(col(Worker.id).in_(named_ids)))}
+        if named_ids
+        else {}
+    )
 
     def held(resp: str) -> HeldResponsibility | None:
         period = period_now.get(resp)

@@ -92,6 +92,40 @@ async def test_pairs_are_shown_apart_from_the_load(api, auth, region08):
     assert busy["active_pairs"] == 1 and busy["clients"] == 4
 
 
+async def test_a_cross_region_pair_counts_for_its_worker_in_each_regions_report(api, auth, region08):
+    """Each region counts only its own workers' pairs, whichever of the pair's two workers is theirs."""
+    client = region08["clients"][0]
+    w05 = await add_worker(api, coord(auth, "05"), "05")
+    await assign(api, auth("system", region="05"), client["id"], "organising", w05["id"])
+    pair = await api.post(
+        f"/v1/clients/{client['id']}/pairs",
+        json={"worker_ids": [w05["id"], region08["busy"]["id"]], "kind": "cross_region"},
+        headers=auth("system", region="05"),
+    )
+    await api.post(f"/v1/pairs/{pair.json()['id']}/confirm", headers=coord(auth, "08"))
+    in_05 = by_worker(await caseload(api, coord(auth, "05"), region="05"))
+    in_08 = by_worker(await caseload(api, coord(auth, "08")))
+    assert in_05[w05["id"]]["active_pairs"] == 1 and in_08[region08["busy"]["id"]]["active_pairs"] == 1
+    assert region08["busy"]["id"] not in in_05 and w05["id"] not in in_08
+
+
+async def test_per_role_clients_and_per_worker_loads_come_apart_from_one_count(api, auth):
+    """The per-role and the per-worker counts share one statement: neither leaks into the other."""
+    h = coord(auth, "05")
+    first = await add_worker(api, h, "05", role="counsellor", name="First")
+    second = await add_worker(api, h, "05", role="counsellor", name="Second")
+    social = await add_worker(api, h, "05", role="social_worker", name="Social")
+    clients = [await register(api, auth("system", region="05"), residence_region="05") for _ in range(4)]
+    for client, worker in zip(clients, (first, first, second, social), strict=True):
+        response = await assign(api, h, client["id"], "organising", worker["id"])
+        assert response.status_code == 201, response.text
+    report = await caseload(api, h, region="05")
+    assert {r["role"]: r["clients"] for r in report["roles"]} == {"counsellor": 3, "social_worker": 1}
+    workers = by_worker(report)
+    assert set(workers) == {first["id"], second["id"], social["id"]}
+    assert [workers[w["id"]]["clients"] for w in (first, second, social)] == [2, 1, 1]
+
+
 async def test_as_of_before_and_after_a_reassignment(api, auth, region08):
     h = coord(auth, "08")
     client = region08["clients"][0]
