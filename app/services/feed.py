@@ -30,7 +30,8 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import delete, func, insert, inspect, update
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -39,10 +40,11 @@ from app.errors import SiltaError, ValidationFailed
 from app.models.client import Client, ResponsibilityPeriod
 from app.models.common import utcnow
 from app.models.integration import FeedEvent, FeedEventPublic, FeedPosition
-from app.services import outbox
+from app.services import outbox, state
 from app.services.clock import today
 from app.services.pagination import Page
 
+HOLDING = (Client, ResponsibilityPeriod)  # rows that decide who holds a client and what it may see
 NOT_IN_FEED = frozenset({"webhook_subscription", "webhook_delivery"})  # the feed's own plumbing
 REGION_FIELDS = (
     "region",
@@ -144,22 +146,25 @@ def _holders(
 ) -> tuple[dict[uuid.UUID | None, set[str]], dict[uuid.UUID, dict[str, dict[str, Any]]], set[uuid.UUID]]:
     """Per client: the regions holding it now or from an announced date, its responsibilities now
     (or, if not yet begun, as announced), and whether its address is protected."""
-    if not clients:
-        return {}, {}, set()
-    period = ResponsibilityPeriod
-    rows = session.execute(
-        select(period)
-        .where(
-            col(period.client_id).in_(clients),
-            col(period.retracted_at).is_(None),
-            col(period.valid_to).is_(None) | (col(period.valid_to) > today()),
+    on = today()
+    periods, protected, unknown = _known_holders(session, clients, on)
+    if unknown:  # one statement: a client without running periods still tells its protection
+        period = ResponsibilityPeriod
+        running = (
+            (col(period.client_id) == Client.id)
+            & col(period.retracted_at).is_(None)
+            & (col(period.valid_to).is_(None) | (col(period.valid_to) > on))
         )
-        .order_by(col(period.valid_from))
-    ).scalars()
+        rows = session.execute(
+            select(col(Client.id), col(Client.address_protection), period)
+            .outerjoin(period, running)
+            .where(col(Client.id).in_(unknown))
+        ).all()
+        protected |= {client_id for client_id, protection, _ in rows if protection}
+        periods += [row for _, _, row in rows if row is not None]
     holders: dict[uuid.UUID | None, set[str]] = defaultdict(set)
     responsibility: dict[uuid.UUID, dict[str, dict[str, Any]]] = defaultdict(dict)
-    on = today()
-    for row in rows:
+    for row in sorted(periods, key=lambda row: row.valid_from):
         if row.region:
             holders[row.client_id].add(row.region)
         if row.responsibility not in responsibility[row.client_id] or row.valid_from <= on:
@@ -169,12 +174,33 @@ def _holders(
                 "outside": row.residence_outside,
                 "valid_from": row.valid_from.isoformat(),
             }
-    protected = set(
-        session.execute(select(col(Client.id)).where(col(Client.id).in_(clients), col(Client.address_protection)))
-        .scalars()
-        .all()
-    )
     return holders, responsibility, protected
+
+
+def _known_holders(
+    session: Session, clients: set[uuid.UUID], on: dt.date
+) -> tuple[list[ResponsibilityPeriod], set[uuid.UUID], list[uuid.UUID]]:
+    """What the transaction already read: the running periods and protected clients among those whose
+    periods (``state.all_rows``) and row it holds, all flushed; the other clients, to be read."""
+    pending = [row for row in (*session.new, *session.dirty, *session.deleted) if isinstance(row, HOLDING)]
+    periods: list[ResponsibilityPeriod] = []
+    protected: set[uuid.UUID] = set()
+    unknown = []
+    for client_id in clients:
+        known = state.known_periods(session, client_id)
+        client = session.identity_map.get(identity_key(Client, client_id))
+        if (
+            pending
+            or known is None
+            or not isinstance(client, Client)
+            or "address_protection" in inspect(client).unloaded
+        ):
+            unknown.append(client_id)
+            continue
+        periods += [row for row in known if row.retracted_at is None and (row.valid_to is None or row.valid_to > on)]
+        if client.address_protection:
+            protected.add(client_id)
+    return periods, protected, unknown
 
 
 def _as_seen(responsibility: dict[str, dict[str, Any]], region: str, protected: bool) -> dict[str, dict[str, Any]]:
