@@ -84,6 +84,7 @@ def publish(session: Session, writes: list[tuple[list[dict[str, Any]], int | Non
                     _event(change, region, client_id, change_event_id, occurred_at, responsibility, protected)
                 )
     rows: list[dict[str, Any]] = []
+    subscriptions = outbox.subscriptions(session, set(pending))  # before the locks below, held until commit
     for region in sorted(pending):  # always in the same order: two writers never wait for each other in a cycle
         events = pending[region]
         last = session.execute(
@@ -97,7 +98,7 @@ def publish(session: Session, writes: list[tuple[list[dict[str, Any]], int | Non
         rows.extend(events)
     if rows:
         session.execute(insert(FeedEvent), rows)
-        outbox.enqueue(session, rows)
+        outbox.enqueue(session, rows, subscriptions)
     return rows
 
 
