@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -180,7 +181,7 @@ def hot_lock(args: argparse.Namespace, base: str, env: dict[str, str]) -> list[d
     tokens = {region: token(env, args.source, region) for region in workers}
     out = []
     budget = args.hot_seconds * 400  # more clients than the server can take in the time
-    for label, region in (("one region", args.region), ("all regions", None)):
+    for label, region in (("one region", args.hot_region or args.region), ("all regions", None)):
         jobs = take(args.database_url, region, budget)
         print(f"hot lock: {label}: {len(jobs)} clients, {args.writers} writers, {args.hot_seconds} s", flush=True)
         result = asyncio.run(drive(base, jobs, tokens, workers, args.writers, args.hot_seconds))
@@ -227,23 +228,12 @@ def run(args: argparse.Namespace, procs: Processes, work: Path, created: list[st
     base_token = baseline.cwd / "keys" / "token_es256.txt"
     db_pid = harness.postmaster_pid(args.admin_url)
     results: list[Measured] = []
-    per_measurement = (args.warmup + args.runs * args.duration) * args.max_rps
     for concurrency in args.concurrency:
         base_target = Target(
             "baseline.insert", baseline.base + "/async/items", baseline.pid, "POST", base_token, work / "item.json"
         )
         results.append(harness.measure(base_target, args, concurrency, db_pid, work / "load.jsonl"))
-        ids = take(args.database_url, args.region, per_measurement)
-        ids_file = work / f"clients-{concurrency}.txt"
-        ids_file.write_text("\n".join(client_id for client_id, _ in ids) + "\n")
-        target = Target(
-            "silta.assignment", silta.base + "/v1/clients/{id}/assignments", silta.pid, "POST", bearer, body, ids_file
-        )
-        harness.ensure_loopback(target.url)
-        one = harness.measure(target, args, concurrency, db_pid, work / "load.jsonl")
-        if one.median:
-            one.median["clients_available"] = len(ids)
-        results.append(one)
+        results.append(assignments(args, silta, bearer, body, concurrency, db_pid, work))
     hot = hot_lock(args, silta.base, env) if args.hot_lock else []
     return {
         **harness.report_header("assignment-cost", started, __file__),
@@ -254,6 +244,38 @@ def run(args: argparse.Namespace, procs: Processes, work: Path, created: list[st
         "ratios": ratios(results),
         "hot_lock": hot,
     }
+
+
+def assignments(
+    args: argparse.Namespace,
+    silta: harness.Server,
+    bearer: Path,
+    body: Path,
+    concurrency: int,
+    db_pid: int | None,
+    work: Path,
+) -> Measured:
+    """Warm-up, then ``--runs`` runs, each with clients of its own: wrk starts every run at the same place
+    in its ids file (its Lua random numbers are not seeded), and a client is assigned only once."""
+    runs = []
+    for n in range(args.runs + (1 if args.warmup else 0)):
+        seconds = args.warmup if args.warmup and n == 0 else args.duration
+        ids = take(args.database_url, args.region, seconds * args.max_rps)
+        ids_file = work / f"clients-{concurrency}-{n}.txt"
+        ids_file.write_text("\n".join(client_id for client_id, _ in ids) + "\n")
+        url = silta.base + "/v1/clients/{id}/assignments"
+        target = Target("silta.assignment", url, silta.pid, "POST", bearer, body, ids_file)
+        harness.ensure_loopback(target.url)
+        one = harness.measure(
+            target, args, concurrency, db_pid, work / "load.jsonl", warmup=0, duration=seconds, runs=1
+        )
+        if one.median is None:
+            return one
+        if not (args.warmup and n == 0):
+            runs.append(one.median | {"clients_set_aside": len(ids)})
+    median = {key: statistics.median(run[key] for run in runs) for key in runs[0] if runs[0][key] is not None}
+    median["errors"] = sum(run["errors"] for run in runs)
+    return Measured("silta.assignment", concurrency, median=median, runs=runs)
 
 
 def ratios(results: Sequence[Measured]) -> list[dict[str, Any]]:
@@ -322,6 +344,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pool-per-region", type=int, default=0, help="add up to this many pool clients per region")
     p.add_argument("--max-rps", type=int, default=250, help="clients set aside per second of assignment load")
     p.add_argument("--hot-lock", action="store_true", help="also compare one region's writers with all regions'")
+    p.add_argument("--hot-region", help="the one region of --hot-lock (default --region)")
     p.add_argument("--writers", type=int, default=16)
     p.add_argument("--hot-seconds", type=int, default=10)
     args = p.parse_args(argv)
