@@ -266,7 +266,7 @@ def assignments(
         url = silta.base + "/v1/clients/{id}/assignments"
         target = Target("silta.assignment", url, silta.pid, "POST", bearer, body, ids_file)
         harness.ensure_loopback(target.url)
-        one = harness.measure(
+        one: Measured = harness.measure(
             target, args, concurrency, db_pid, work / "load.jsonl", warmup=0, duration=seconds, runs=1
         )
         if one.median is None:

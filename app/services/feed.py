@@ -30,7 +30,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import delete, func, insert, inspect, update
+from sqlalchemy import BigInteger, bindparam, case, delete, func, inspect, literal, update
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -85,21 +85,55 @@ def publish(session: Session, writes: list[tuple[list[dict[str, Any]], int | Non
                 )
     rows: list[dict[str, Any]] = []
     subscriptions = outbox.subscriptions(session, set(pending))  # before the locks below, held until commit
-    for region in sorted(pending):  # always in the same order: two writers never wait for each other in a cycle
+    reached = _advance(session, {region: len(events) for region, events in pending.items()})
+    for region in sorted(pending):
         events = pending[region]
-        last = session.execute(
-            update(FeedPosition)
-            .where(col(FeedPosition.region) == region)
-            .values(last_seq=col(FeedPosition.last_seq) + len(events))
-            .returning(col(FeedPosition.last_seq))
-        ).scalar_one()
         for offset, event in enumerate(events):
-            event["seq"] = last - len(events) + 1 + offset
+            event["seq"] = reached[region] - len(events) + 1 + offset
         rows.extend(events)
     if rows:
-        session.execute(insert(FeedEvent), rows)
+        session.execute(_INSERT_EVENTS, rows)
         outbox.enqueue(session, rows, subscriptions)
     return rows
+
+
+_POSITION = FeedPosition.__table__  # type: ignore[attr-defined]
+_ADVANCE_ONE = (
+    update(_POSITION)
+    .where(_POSITION.c.region == bindparam("at"))
+    .values(last_seq=_POSITION.c.last_seq + bindparam("n", type_=BigInteger))
+    .returning(_POSITION.c.region, _POSITION.c.last_seq)
+)
+_INSERT_EVENTS = FeedEvent.__table__.insert()  # type: ignore[attr-defined]
+
+
+def _advance(session: Session, counts: dict[str, int]) -> dict[str, int]:
+    """Move each region's ``last_seq`` on by its count in one statement; the new ``last_seq`` per region.
+
+    The rows are locked in region order, whatever the plan (the CTE's ``FOR UPDATE`` locks the
+    rows it returns, after sorting them), so two writers never wait for each other in a cycle.
+    """
+    if len(counts) <= 1:
+        return {region: session.execute(_ADVANCE_ONE, {"at": region, "n": n}).one()[1] for region, n in counts.items()}
+    locked = (
+        select(_POSITION.c.region.label("locked_region"))  # a name of its own: SQLite's RETURNING is unqualified
+        .where(_POSITION.c.region.in_(sorted(counts)))
+        .order_by(_POSITION.c.region)
+        .with_for_update()
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
+    step = case({region: literal(n, BigInteger) for region, n in counts.items()}, value=_POSITION.c.region)
+    statement = (
+        update(_POSITION)
+        .where(_POSITION.c.region == locked.c.locked_region)
+        .values(last_seq=_POSITION.c.last_seq + step)
+        .returning(_POSITION.c.region, _POSITION.c.last_seq)
+    )
+    reached = {region: int(last) for region, last in session.execute(statement)}
+    if reached.keys() != counts.keys():
+        raise RuntimeError(f"no feed position for regions {sorted(counts.keys() - reached.keys())}")
+    return reached
 
 
 def _event(

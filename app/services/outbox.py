@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
 from sqlmodel import Session, col, select
 
 from app.models.common import utcnow
@@ -18,10 +18,13 @@ def subscriptions(session: Session, regions: set[str]) -> Sequence[Subscription]
     """The active subscriptions of these regions (read by the feed before it takes its region locks)."""
     if not regions:
         return []
-    statement = select(
-        col(WebhookSubscription.id), col(WebhookSubscription.region), col(WebhookSubscription.event_types)
-    ).where(col(WebhookSubscription.region).in_(regions), col(WebhookSubscription.active))
-    return [(subscription_id, region, types) for subscription_id, region, types in session.execute(statement)]
+    rows = session.execute(_SUBSCRIPTIONS, {"regions": sorted(regions)})
+    return [(subscription_id, region, types) for subscription_id, region, types in rows]
+
+
+_SUBSCRIPTIONS = select(
+    col(WebhookSubscription.id), col(WebhookSubscription.region), col(WebhookSubscription.event_types)
+).where(col(WebhookSubscription.region).in_(bindparam("regions", expanding=True)), col(WebhookSubscription.active))
 
 
 def enqueue(session: Session, events: list[dict[str, Any]], subscriptions: Sequence[Subscription]) -> None:

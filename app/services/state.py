@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, event
+from sqlalchemy import ColumnElement, bindparam, event
 from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -87,7 +87,7 @@ async def running_assignments(session: AsyncSession, client_id: uuid.UUID, on: d
 Rows = tuple[list[ResponsibilityPeriod], list[Assignment], list[ComplianceGap]]
 ALL_ROWS = "silta.all_rows"  # transaction cache: client id -> its Rows, kept complete by the session's flushes
 TIMELINE = (ResponsibilityPeriod, Assignment, ComplianceGap)
-TIMELINE_TABLES = frozenset(model.__tablename__ for model in TIMELINE)  # type: ignore[attr-defined]
+TIMELINE_TABLES = frozenset(model.__tablename__ for model in TIMELINE)
 
 
 async def all_rows(session: AsyncSession, client_id: uuid.UUID) -> Rows:
@@ -101,13 +101,12 @@ async def all_rows(session: AsyncSession, client_id: uuid.UUID) -> Rows:
     """
     known: dict[uuid.UUID, Rows] = session.info.setdefault(ALL_ROWS, {})
     if client_id not in known:
-        periods = (
-            await session.exec(select(ResponsibilityPeriod).where(ResponsibilityPeriod.client_id == client_id))
-        ).all()
-        assignments = (await session.exec(select(Assignment).where(Assignment.client_id == client_id))).all()
-        gaps = (await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client_id))).all()
-        known[client_id] = (list(periods), list(assignments), list(gaps))
+        read = [(await session.exec(statement, params={"client_id": client_id})).all() for statement in _ALL_ROWS]
+        known[client_id] = (list(read[0]), list(read[1]), list(read[2]))  # type: ignore[arg-type]
     return known[client_id]
+
+
+_ALL_ROWS = [select(model).where(col(model.client_id) == bindparam("client_id")) for model in TIMELINE]
 
 
 def known_periods(session: Session, client_id: uuid.UUID) -> list[ResponsibilityPeriod] | None:
