@@ -97,7 +97,8 @@ async def all_rows(session: AsyncSession, client_id: uuid.UUID) -> Rows:
     gaps and to publish its feed events. The lists stay what a new read would return: the
     session's own new rows join them when flushed, its changed rows are the very objects listed,
     and a bulk statement on these tables, a commit or a rollback (whose end releases the client's
-    lock, so that others may write) forgets them.
+    lock, so that others may write) forgets them. A write calls it only once it holds the client's
+    row lock (``client_for(..., for_update=True)``): rows read before it could be outdated by then.
     """
     known: dict[uuid.UUID, Rows] = session.info.setdefault(ALL_ROWS, {})
     if client_id not in known:
