@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -66,9 +67,9 @@ async def create_assignment(
     if worker is None:
         raise Unprocessable("no such worker", code="worker_not_found")
     start = data.start_date or today()
-    periods = await state.periods_on(session, client.id, start)
-    assignment = new_assignment(caller, client, worker, periods, data.responsibility, start)
-    await _refuse_overlap(session, client.id, data.responsibility, start)
+    periods, assignments, _ = await state.all_rows(session, client.id)  # read once: reconcile needs them too
+    assignment = new_assignment(caller, client, worker, state.in_force(periods, start), data.responsibility, start)
+    _refuse_overlap(assignments, data.responsibility, start)
     session.add(assignment)
     try:
         await session.flush()
@@ -139,20 +140,15 @@ async def _suggested(session: AsyncSession, caller: Caller, client_id: uuid.UUID
     return await suggested_worker(session, region, role="social_worker" if special else None)
 
 
-async def _refuse_overlap(session: AsyncSession, client_id: uuid.UUID, responsibility: str, start: dt.date) -> None:
+def _refuse_overlap(assignments: Sequence[Assignment], responsibility: str, start: dt.date) -> None:
     """409 while another assignment of the responsibility is open or still running on ``start``."""
-    clash = (
-        await session.exec(
-            select(Assignment.id).where(
-                Assignment.client_id == client_id,
-                Assignment.responsibility == responsibility,
-                col(Assignment.retracted_at).is_(None),
-                col(Assignment.valid_to).is_(None) | (col(Assignment.valid_to) > start),
-            )
-        )
-    ).first()
-    if clash is not None:
-        raise ResponsibilityTaken(assignment_id=str(clash))
+    for other in assignments:
+        if (
+            other.responsibility == responsibility
+            and other.retracted_at is None
+            and (other.valid_to is None or other.valid_to > start)
+        ):
+            raise ResponsibilityTaken(assignment_id=str(other.id))
 
 
 async def list_assignments(

@@ -191,7 +191,7 @@ def _change_entries(session: Session, caller: Caller, writes: list[list[dict[str
         for client in clients
     ]
     if links:
-        session.execute(insert(ChangeEventClient), links)
+        session.execute(ChangeEventClient.__table__.insert(), links)  # type: ignore[attr-defined]
     return ids
 
 

@@ -30,7 +30,8 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import BigInteger, bindparam, case, delete, func, inspect, literal, update
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -39,10 +40,11 @@ from app.errors import SiltaError, ValidationFailed
 from app.models.client import Client, ResponsibilityPeriod
 from app.models.common import utcnow
 from app.models.integration import FeedEvent, FeedEventPublic, FeedPosition
-from app.services import outbox
+from app.services import outbox, state
 from app.services.clock import today
 from app.services.pagination import Page
 
+HOLDING = (Client, ResponsibilityPeriod)  # rows that decide who holds a client and what it may see
 NOT_IN_FEED = frozenset({"webhook_subscription", "webhook_delivery"})  # the feed's own plumbing
 REGION_FIELDS = (
     "region",
@@ -82,21 +84,56 @@ def publish(session: Session, writes: list[tuple[list[dict[str, Any]], int | Non
                     _event(change, region, client_id, change_event_id, occurred_at, responsibility, protected)
                 )
     rows: list[dict[str, Any]] = []
-    for region in sorted(pending):  # always in the same order: two writers never wait for each other in a cycle
+    subscriptions = outbox.subscriptions(session, set(pending))  # before the locks below, held until commit
+    reached = _advance(session, {region: len(events) for region, events in pending.items()})
+    for region in sorted(pending):
         events = pending[region]
-        last = session.execute(
-            update(FeedPosition)
-            .where(col(FeedPosition.region) == region)
-            .values(last_seq=col(FeedPosition.last_seq) + len(events))
-            .returning(col(FeedPosition.last_seq))
-        ).scalar_one()
         for offset, event in enumerate(events):
-            event["seq"] = last - len(events) + 1 + offset
+            event["seq"] = reached[region] - len(events) + 1 + offset
         rows.extend(events)
     if rows:
-        session.execute(insert(FeedEvent), rows)
-        outbox.enqueue(session, rows)
+        session.execute(_INSERT_EVENTS, rows)
+        outbox.enqueue(session, rows, subscriptions)
     return rows
+
+
+_POSITION = FeedPosition.__table__  # type: ignore[attr-defined]
+_ADVANCE_ONE = (
+    update(_POSITION)
+    .where(_POSITION.c.region == bindparam("at"))
+    .values(last_seq=_POSITION.c.last_seq + bindparam("n", type_=BigInteger))
+    .returning(_POSITION.c.region, _POSITION.c.last_seq)
+)
+_INSERT_EVENTS = FeedEvent.__table__.insert()  # type: ignore[attr-defined]
+
+
+def _advance(session: Session, counts: dict[str, int]) -> dict[str, int]:
+    """Move each region's ``last_seq`` on by its count in one statement; the new ``last_seq`` per region.
+
+    The rows are locked in region order, whatever the plan (the CTE's ``FOR UPDATE`` locks the
+    rows it returns, after sorting them), so two writers never wait for each other in a cycle.
+    """
+    if len(counts) <= 1:
+        return {region: session.execute(_ADVANCE_ONE, {"at": region, "n": n}).one()[1] for region, n in counts.items()}
+    locked = (
+        select(_POSITION.c.region.label("locked_region"))  # a name of its own: SQLite's RETURNING is unqualified
+        .where(_POSITION.c.region.in_(sorted(counts)))
+        .order_by(_POSITION.c.region)
+        .with_for_update()
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
+    step = case({region: literal(n, BigInteger) for region, n in counts.items()}, value=_POSITION.c.region)
+    statement = (
+        update(_POSITION)
+        .where(_POSITION.c.region == locked.c.locked_region)
+        .values(last_seq=_POSITION.c.last_seq + step)
+        .returning(_POSITION.c.region, _POSITION.c.last_seq)
+    )
+    reached = {region: int(last) for region, last in session.execute(statement)}
+    if reached.keys() != counts.keys():
+        raise RuntimeError(f"no feed position for regions {sorted(counts.keys() - reached.keys())}")
+    return reached
 
 
 def _event(
@@ -144,22 +181,25 @@ def _holders(
 ) -> tuple[dict[uuid.UUID | None, set[str]], dict[uuid.UUID, dict[str, dict[str, Any]]], set[uuid.UUID]]:
     """Per client: the regions holding it now or from an announced date, its responsibilities now
     (or, if not yet begun, as announced), and whether its address is protected."""
-    if not clients:
-        return {}, {}, set()
-    period = ResponsibilityPeriod
-    rows = session.execute(
-        select(period)
-        .where(
-            col(period.client_id).in_(clients),
-            col(period.retracted_at).is_(None),
-            col(period.valid_to).is_(None) | (col(period.valid_to) > today()),
+    on = today()
+    periods, protected, unknown = _known_holders(session, clients, on)
+    if unknown:  # one statement: a client without running periods still tells its protection
+        period = ResponsibilityPeriod
+        running = (
+            (col(period.client_id) == Client.id)
+            & col(period.retracted_at).is_(None)
+            & (col(period.valid_to).is_(None) | (col(period.valid_to) > on))
         )
-        .order_by(col(period.valid_from))
-    ).scalars()
+        rows = session.execute(
+            select(col(Client.id), col(Client.address_protection), period)
+            .outerjoin(period, running)
+            .where(col(Client.id).in_(unknown))
+        ).all()
+        protected |= {client_id for client_id, protection, _ in rows if protection}
+        periods += [row for _, _, row in rows if row is not None]
     holders: dict[uuid.UUID | None, set[str]] = defaultdict(set)
     responsibility: dict[uuid.UUID, dict[str, dict[str, Any]]] = defaultdict(dict)
-    on = today()
-    for row in rows:
+    for row in sorted(periods, key=lambda row: row.valid_from):
         if row.region:
             holders[row.client_id].add(row.region)
         if row.responsibility not in responsibility[row.client_id] or row.valid_from <= on:
@@ -169,12 +209,33 @@ def _holders(
                 "outside": row.residence_outside,
                 "valid_from": row.valid_from.isoformat(),
             }
-    protected = set(
-        session.execute(select(col(Client.id)).where(col(Client.id).in_(clients), col(Client.address_protection)))
-        .scalars()
-        .all()
-    )
     return holders, responsibility, protected
+
+
+def _known_holders(
+    session: Session, clients: set[uuid.UUID], on: dt.date
+) -> tuple[list[ResponsibilityPeriod], set[uuid.UUID], list[uuid.UUID]]:
+    """What the transaction already read: the running periods and protected clients among those whose
+    periods (``state.all_rows``) and row it holds, all flushed; the other clients, to be read."""
+    pending = [row for row in (*session.new, *session.dirty, *session.deleted) if isinstance(row, HOLDING)]
+    periods: list[ResponsibilityPeriod] = []
+    protected: set[uuid.UUID] = set()
+    unknown = []
+    for client_id in clients:
+        known = state.known_periods(session, client_id)
+        client = session.identity_map.get(identity_key(Client, client_id))
+        if (
+            pending
+            or known is None
+            or not isinstance(client, Client)
+            or "address_protection" in inspect(client).unloaded
+        ):
+            unknown.append(client_id)
+            continue
+        periods += [row for row in known if row.retracted_at is None and (row.valid_to is None or row.valid_to > on)]
+        if client.address_protection:
+            protected.add(client_id)
+    return periods, protected, unknown
 
 
 def _as_seen(responsibility: dict[str, dict[str, Any]], region: str, protected: bool) -> dict[str, dict[str, Any]]:

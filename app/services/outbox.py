@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
 from sqlmodel import Session, col, select
 
 from app.models.common import utcnow
 from app.models.webhook import DeliveryState, WebhookDelivery, WebhookSubscription
 
+Subscription = tuple[Any, str, list[str] | None]  # id, region, event types (none: all)
 
-def enqueue(session: Session, events: list[dict[str, Any]]) -> None:
-    """Outbox rows for the committed events (inside the write's own ``before_commit``)."""
-    regions = {event["region"] for event in events}
+
+def subscriptions(session: Session, regions: set[str]) -> Sequence[Subscription]:
+    """The active subscriptions of these regions (read by the feed before it takes its region locks)."""
     if not regions:
-        return
-    subscriptions = session.execute(
-        select(
-            col(WebhookSubscription.id), col(WebhookSubscription.region), col(WebhookSubscription.event_types)
-        ).where(col(WebhookSubscription.region).in_(regions), col(WebhookSubscription.active))
-    ).all()
+        return []
+    rows = session.execute(_SUBSCRIPTIONS, {"regions": sorted(regions)})
+    return [(subscription_id, region, types) for subscription_id, region, types in rows]
+
+
+_SUBSCRIPTIONS = select(
+    col(WebhookSubscription.id), col(WebhookSubscription.region), col(WebhookSubscription.event_types)
+).where(col(WebhookSubscription.region).in_(bindparam("regions", expanding=True)), col(WebhookSubscription.active))
+
+
+def enqueue(session: Session, events: list[dict[str, Any]], subscriptions: Sequence[Subscription]) -> None:
+    """Outbox rows for the committed events (inside the write's own ``before_commit``)."""
     if not subscriptions:
         return
     now = utcnow()

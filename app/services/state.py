@@ -6,8 +6,9 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement
-from sqlmodel import col, select
+from sqlalchemy import ColumnElement, bindparam, event
+from sqlalchemy.orm import ORMExecuteState, SessionTransaction
+from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -83,16 +84,64 @@ async def running_assignments(session: AsyncSession, client_id: uuid.UUID, on: d
     return (await session.exec(statement.order_by(col(Assignment.valid_from)))).all()
 
 
-async def all_rows(
-    session: AsyncSession, client_id: uuid.UUID
-) -> tuple[Sequence[ResponsibilityPeriod], Sequence[Assignment], Sequence[ComplianceGap]]:
-    """Every period, assignment and gap ever recorded for a client (its history is small)."""
-    periods = (
-        await session.exec(select(ResponsibilityPeriod).where(ResponsibilityPeriod.client_id == client_id))
-    ).all()
-    assignments = (await session.exec(select(Assignment).where(Assignment.client_id == client_id))).all()
-    gaps = (await session.exec(select(ComplianceGap).where(ComplianceGap.client_id == client_id))).all()
-    return periods, assignments, gaps
+Rows = tuple[list[ResponsibilityPeriod], list[Assignment], list[ComplianceGap]]
+ALL_ROWS = "silta.all_rows"  # transaction cache: client id -> its Rows, kept complete by the session's flushes
+TIMELINE = (ResponsibilityPeriod, Assignment, ComplianceGap)
+TIMELINE_TABLES = frozenset(model.__tablename__ for model in TIMELINE)
+
+
+async def all_rows(session: AsyncSession, client_id: uuid.UUID) -> Rows:
+    """Every period, assignment and gap ever recorded for a client (its history is small).
+
+    Read once per transaction: a write reads them to check its rules and again to reconcile the
+    gaps and to publish its feed events. The lists stay what a new read would return: the
+    session's own new rows join them when flushed, its changed rows are the very objects listed,
+    and a bulk statement on these tables, a commit or a rollback (whose end releases the client's
+    lock, so that others may write) forgets them. A write calls it only once it holds the client's
+    row lock (``client_for(..., for_update=True)``): rows read before it could be outdated by then.
+    """
+    known: dict[uuid.UUID, Rows] = session.info.setdefault(ALL_ROWS, {})
+    if client_id not in known:
+        read = [(await session.exec(statement, params={"client_id": client_id})).all() for statement in _ALL_ROWS]
+        known[client_id] = (list(read[0]), list(read[1]), list(read[2]))  # type: ignore[arg-type]
+    return known[client_id]
+
+
+_ALL_ROWS = [select(model).where(col(model.client_id) == bindparam("client_id")) for model in TIMELINE]
+
+
+def known_periods(session: Session, client_id: uuid.UUID) -> list[ResponsibilityPeriod] | None:
+    """The client's periods if ``all_rows`` read them in this transaction (else None: read them)."""
+    rows: Rows | None = session.info.get(ALL_ROWS, {}).get(client_id)
+    return rows[0] if rows is not None else None
+
+
+@event.listens_for(Session, "after_flush")
+def _keep_rows_complete(session: Session, _context: object) -> None:
+    known: dict[uuid.UUID, Rows] = session.info.get(ALL_ROWS, {})
+    if not known:
+        return
+    for row in session.new:  # still the flushed rows' set in after_flush
+        if isinstance(row, TIMELINE) and row.client_id in known:
+            known[row.client_id][TIMELINE.index(type(row))].append(row)  # type: ignore[arg-type]
+    for row in session.deleted:
+        if isinstance(row, TIMELINE):
+            known.pop(row.client_id, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_rows_on_bulk_writes(state: ORMExecuteState) -> None:
+    if state.is_select or not state.session.info.get(ALL_ROWS):
+        return
+    table = getattr(state.statement, "table", None)  # none (text and the like): forget them, to be safe
+    if table is None or getattr(table, "name", None) in TIMELINE_TABLES:
+        state.session.info.pop(ALL_ROWS, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rows(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None or transaction.nested:  # a flush's own subtransaction keeps them
+        session.info.pop(ALL_ROWS, None)
 
 
 async def region(session: AsyncSession, code: str) -> Region:
