@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     db_pool_size: int = 20
     db_max_overflow: int = 10
     db_pool_timeout: float = Field(default=10.0, gt=0, le=60)  # seconds a request waits for a connection
+    # Test each pooled PostgreSQL connection before use: one more round trip per request (a client read
+    # sends four). Off, the first request per process after a database restart answers 503 (Retry-After)
+    # and the whole pool is renewed; the next ones succeed.
+    db_pre_ping: bool = False
     shutdown_grace_seconds: int = 20
 
     jwt_issuer: str | None = None

@@ -96,7 +96,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,  # after a database restart, dead pooled connections are replaced, not used
+        pool_pre_ping=settings.db_pre_ping,  # off: a dead connection fails one request, and the pool is renewed
         connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS},
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)

@@ -283,12 +283,13 @@ async def test_responsibility_as_of_asks_nothing_it_already_knows(api, auth, app
     no cost decision, no answers or successors to look up (was thirteen statements for the residence region)."""
     client = await register(api, sys(auth, "05"))
     as_of = (today() - 10 * DAY).isoformat()
+    entry = 1 if app.state.engine.dialect.name == "postgresql" else 2  # the access entry with its index
     for headers, disclosed in ((sys(auth, "05"), 0), (sys(auth, "08"), 1)):  # 08: the residence region
         with statements_sent(app) as sent:
             response = await api.get(f"/v1/clients/{client['id']}/responsibility?as_of={as_of}", headers=headers)
         assert response.status_code == 200 and response.json()["organising"]["region"] == "05"
-        # client, periods, assignments, gaps, requests, pairs, cost decisions, access entry, its index
-        assert len(sent) == 9 + disclosed, sent
+        # client, periods, assignments, gaps, requests, pairs, cost decisions, access entry (and its index)
+        assert len(sent) == 7 + entry + disclosed, sent
         disclosures = await rows(app, "SELECT from_region, to_region FROM disclosure_log")
         assert [(row["from_region"], row["to_region"]) for row in disclosures] == [("05", "08")] * disclosed
 
