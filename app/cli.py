@@ -208,9 +208,9 @@ def audit_verify() -> None:
     import dataclasses
     import json
 
-    from app.services import chain
+    from app.services import chain_verify
 
-    report = asyncio.run(_with_audit_session(chain.verify))
+    report = asyncio.run(_with_audit_session(chain_verify.verify))
     typer.echo(json.dumps(dataclasses.asdict(report), indent=2))
     if not report.ok:
         raise typer.Exit(1)

@@ -71,8 +71,11 @@ def snapshot(row: SQLModel | BaseModel | None) -> dict[str, Any] | None:
 
 def canonical(row: SQLModel) -> str:
     """The entry as it is MACed: every column but ``id`` and ``mac``, keys sorted, UTC timestamps."""
-    data = row.model_dump(mode="python", exclude={"id", "mac"})
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    return canonical_json(_macced_columns(row))
+
+
+def _macced_columns(row: SQLModel) -> dict[str, Any]:
+    return row.model_dump(mode="python", exclude={"id", "mac"})
 
 
 def _plain(value: Any) -> str:
@@ -81,8 +84,22 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+# json.dumps(data, **these) builds this very encoder for every call; built once, it encodes the same bytes
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def canonical_json(columns: dict[str, Any]) -> str:
+    """The canonical form of an entry's columns (without ``id`` and ``mac``), from a model or a plain row."""
+    return _CANONICAL.encode(columns)
+
+
+def mac_message(log: str, columns: dict[str, Any]) -> bytes:
+    """What an entry's MAC covers: its log's name and its canonical form."""
+    return f"{log}\n{canonical_json(columns)}".encode()
+
+
 def entry_mac(key: bytes, log: str, row: SQLModel) -> str:
-    return hmac.new(key, f"{log}\n{canonical(row)}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, mac_message(log, _macced_columns(row)), hashlib.sha256).hexdigest()
 
 
 def mac_key(session: AsyncSession | Session) -> bytes:
