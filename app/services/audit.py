@@ -78,14 +78,15 @@ def _macced_columns(row: SQLModel) -> dict[str, Any]:
     return row.model_dump(mode="python", exclude={"id", "mac"})
 
 
-def _plain(value: Any) -> str:
+def plain_value(value: Any) -> str:
+    """How the canonical form writes what JSON has no type for: timestamps in UTC, anything else as str."""
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat()
     return str(value)
 
 
 # json.dumps(data, **these) builds this very encoder for every call; built once, it encodes the same bytes
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=plain_value)
 
 
 def canonical_json(columns: dict[str, Any]) -> str:

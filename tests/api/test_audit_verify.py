@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
+import orjson
 import pytest
 from sqlalchemy import select, text
 
 from app.domain.access import Caller
 from app.services import chain, chain_verify
-from app.services.audit import canonical, canonical_json, write_changes
+from app.services.audit import MAC_KEY, canonical, canonical_json, plain_value, write_changes
 from tests.api.helpers import register
 
 ODD_CHANGES = [  # what a change entry may carry: unicode, nesting, nulls, numbers, escapes, a timestamp
+    # (1e-07 and 2**70: where orjson's form is not the writers', so the exact encoder decides)
     {
         "action": "worker.updated",
         "entity_type": "worker",
         "entity_id": "Å-ö-ü-𝄞",
         "client_id": None,
-        "before": {"name": "Jääskeläinen", "nested": {"z": [1, 2.5, 1e-07, 10**15, None, True], "a": {}}},
+        "before": {"name": "Jääskeläinen", "nested": {"z": [1, 2.5, 1e-07, 10**15, 2**70, None, True], "a": {}}},
         "after": {"note": 'tab\t"quote" \\ newline\n\u0001 \u2028 €', "at": "2024-02-29T23:59:59.000001+00:00"},
     }
 ]
@@ -84,6 +87,21 @@ async def test_plain_rows_give_each_entry_the_canonical_form_its_writer_macced(a
     assert any("𝄞" in change["entity_id"] for change in ODD_CHANGES)
     report = await verify(app)
     assert report.ok and report.checked == logged == report.sealed
+
+
+async def test_orjson_writes_the_canonical_form_but_where_it_differs_the_writers_encoder_decides(app, logged):
+    async with app.state.sessionmaker() as session:
+        conn = await session.connection()
+        entries = await chain_verify._entries(conn, chain_verify.CHAIN.c.position > 0)
+    keyed = chain_verify.Keyed(app.state.sessionmaker.kw["info"][MAC_KEY].mac)
+    fast_differs = 0
+    for (log_name, _), (columns, raw, mac) in entries.items():
+        exact = columns if raw is None else {**columns, chain_verify.JSON_COLUMNS[log_name]: json.loads(raw)}
+        fast = orjson.dumps(columns, option=chain_verify.SORTED, default=plain_value).decode()
+        fast_differs += fast != canonical_json(exact)
+        assert chain_verify._mac_holds(keyed, log_name, columns, raw, mac)
+        assert not chain_verify._mac_holds(keyed, log_name, {**columns, "actor": columns["actor"] + "."}, None, mac)
+    assert fast_differs == 1  # the odd entry; every other one takes the fast path
 
 
 async def test_the_odd_change_entry_verifies_and_a_one_character_edit_is_caught(app, logged):
