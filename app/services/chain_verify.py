@@ -59,9 +59,21 @@ class Report:
 
 @dataclass
 class _Batch:
+    """One batch as read: the links, and their entries' and index rows, unpacked by ``unpack`` (in the thread)."""
+
     links: Sequence[Any]  # rows (position, log, entry_id, entry_mac, chain_hash) in position order
-    entries: Entries
-    indexed: Indexed
+    entry_rows: dict[str, tuple[list[str], Sequence[Any]]]  # log -> (column names, rows)
+    index_rows: dict[str, Sequence[Any]]  # log -> rows (entry id, client id)
+    entries: Entries = field(default_factory=dict)
+    indexed: Indexed = field(default_factory=dict)
+
+    def unpack(self) -> None:
+        for log_name, (names, rows) in self.entry_rows.items():
+            for entry_id, *entry in _split(log_name, names, rows):
+                self.entries[(log_name, entry_id)] = tuple(entry)  # type: ignore[assignment]
+        for log_name, rows in self.index_rows.items():
+            for entry_id, client_id in rows:
+                self.indexed.setdefault((log_name, entry_id), set()).add(str(client_id))
 
 
 class Keyed:
@@ -102,6 +114,7 @@ async def verify(session: AsyncSession, *, upto: int | None = None, batch: int =
 
 def _check_batch(keyed: Keyed, batch: _Batch, expected: int, previous: str) -> tuple[int, str, str | None]:
     """Walk the batch from position ``expected``: (the position reached, the hash before it, its problem)."""
+    batch.unpack()
     for link in batch.links:
         problem = _check(keyed, link, expected, previous, batch.entries) or _check_index(link, batch)
         if problem:
@@ -147,17 +160,17 @@ async def _read(conn: AsyncConnection, *, after: int, upto: int | None, size: in
     if not links:
         return None
     span = CHAIN.c.position.between(links[0].position, links[-1].position)
-    return _Batch(links, await _entries(conn, span), await _indexed_clients(conn, span))
+    return _Batch(links, await _entry_rows(conn, span), await _index_rows(conn, span))
 
 
-async def _entries(conn: AsyncConnection, span: ColumnElement[bool]) -> Entries:
-    """The entries the chain names in ``span``, as plain columns (what ``audit.canonical`` MACs)."""
-    found: Entries = {}
+async def _entry_rows(conn: AsyncConnection, span: ColumnElement[bool]) -> dict[str, tuple[list[str], Sequence[Any]]]:
+    """The rows of the entries the chain names in ``span``, per log, with their column names."""
+    found = {}
     for log_name in LOGS:
         table = LOGS[log_name].__table__  # type: ignore[attr-defined]
         named = (CHAIN.c.log == log_name) & (CHAIN.c.entry_id == table.c.id)
-        for entry_id, *entry in _split(log_name, await conn.execute(_columns(log_name).join(CHAIN, named).where(span))):
-            found[(log_name, entry_id)] = tuple(entry)  # type: ignore[assignment]
+        result = await conn.execute(_columns(log_name).join(CHAIN, named).where(span))
+        found[log_name] = (list(result.keys()), result.all())
     return found
 
 
@@ -168,17 +181,16 @@ def _columns(log_name: str) -> Any:
     return select(*(cast(c, Text).label(c.name) if c.name == text else c for c in table.columns))
 
 
-def _split(log_name: str, result: Any) -> list[tuple[int, dict[str, Any], str | None, str]]:
+def _split(log_name: str, names: list[str], rows: Sequence[Any]) -> list[tuple[int, dict[str, Any], str | None, str]]:
     """(id, the other columns but ``mac``, the JSON column's text, mac) of each row of an entry table."""
-    names, json_column = list(result.keys()), JSON_COLUMNS.get(log_name)
-    rows = []
-    for row in result.all():
+    json_column, split = JSON_COLUMNS.get(log_name), []
+    for row in rows:
         columns = dict(zip(names, row, strict=True))
         text = columns[json_column] if json_column else None
         if json_column:
             columns[json_column] = _parse(text)
-        rows.append((columns.pop("id"), columns, text, columns.pop("mac")))
-    return rows
+        split.append((columns.pop("id"), columns, text, columns.pop("mac")))
+    return split
 
 
 def _parse(text: str | None) -> Any:
@@ -200,14 +212,13 @@ def _mac_holds(keyed: Keyed, log_name: str, columns: dict[str, Any], text: str |
     return keyed.hexdigest(mac_message(log_name, exact)) == mac
 
 
-async def _indexed_clients(conn: AsyncConnection, span: ColumnElement[bool]) -> Indexed:
+async def _index_rows(conn: AsyncConnection, span: ColumnElement[bool]) -> dict[str, Sequence[Any]]:
     """The per-client index rows of the entries in ``span`` (what access reports and filters rely on)."""
-    found: Indexed = {}
+    found = {}
     for log_name, (table, column) in INDEXES.items():
         named = (CHAIN.c.log == log_name) & (CHAIN.c.entry_id == table.c[column])
         statement = select(table.c[column], table.c.client_id).join(CHAIN, named).where(span)
-        for entry_id, client_id in (await conn.execute(statement)).all():
-            found.setdefault((log_name, entry_id), set()).add(str(client_id))
+        found[log_name] = (await conn.execute(statement)).all()
     return found
 
 
@@ -216,8 +227,8 @@ async def _check_unsealed(conn: AsyncConnection, keyed: Keyed) -> tuple[int, lis
     count, forged = 0, []
     for log_name, model in LOGS.items():
         table = model.__table__  # type: ignore[attr-defined]
-        statement = _columns(log_name).where(not_sealed(model, log_name)).order_by(table.c.id)
-        entries = _split(log_name, await conn.execute(statement))
+        result = await conn.execute(_columns(log_name).where(not_sealed(model, log_name)).order_by(table.c.id))
+        entries = _split(log_name, list(result.keys()), result.all())
         sealed_macs = await _sealed_macs(conn, [mac for *_, mac in entries])
         count += len(entries)
         forged += await asyncio.to_thread(_forged, keyed, log_name, entries, sealed_macs)

@@ -92,7 +92,10 @@ async def test_plain_rows_give_each_entry_the_canonical_form_its_writer_macced(a
 async def test_orjson_writes_the_canonical_form_but_where_it_differs_the_writers_encoder_decides(app, logged):
     async with app.state.sessionmaker() as session:
         conn = await session.connection()
-        entries = await chain_verify._entries(conn, chain_verify.CHAIN.c.position > 0)
+        batch = await chain_verify._read(conn, after=0, upto=None, size=chain_verify.BATCH)
+    assert batch is not None
+    batch.unpack()
+    entries = batch.entries
     keyed = chain_verify.Keyed(app.state.sessionmaker.kw["info"][MAC_KEY].mac)
     fast_differs = 0
     for (log_name, _), (columns, raw, mac) in entries.items():
