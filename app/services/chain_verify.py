@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Text, cast, select
+from sqlalchemy import ColumnElement, Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -88,28 +88,74 @@ class Keyed:
         return mac.hexdigest()
 
 
+@dataclass
+class Walk:
+    """How far one stretch of the chain held: the next position due, the hash before it, the problem there."""
+
+    expected: int
+    previous: str
+    problem: str | None = None
+    head_position: int = 0
+    head_hash: str = GENESIS
+
+
 async def verify(session: AsyncSession, *, upto: int | None = None, batch: int = BATCH) -> Report:
     """Recompute the whole chain (in batches) and check every entry's MAC, sealed or not."""
+    return await finish(session, [await walk(session, upto=upto, batch=batch)], ends=[upto])
+
+
+async def walk(
+    session: AsyncSession, *, start: int = 1, previous: str = GENESIS, upto: int | None = None, batch: int = BATCH
+) -> Walk:
+    """Check positions ``start``..``upto`` (or the end), ``previous`` being the stored hash before ``start``."""
     keyed = Keyed(mac_key(session))
     conn = await session.connection()
-    report = Report(ok=True)
-    expected, previous = 1, GENESIS
-    current = await _read(conn, after=0, upto=upto, size=batch)
+    done = Walk(start, previous)
+    current = await _read(conn, after=start - 1, upto=upto, size=batch)
     while current is not None:
-        checking = asyncio.ensure_future(asyncio.to_thread(_check_batch, keyed, current, expected, previous))
+        checking = asyncio.ensure_future(asyncio.to_thread(_check_batch, keyed, current, done.expected, done.previous))
         following = await _read(conn, after=current.links[-1].position, upto=upto, size=batch)
-        expected, previous, problem = await checking
-        report.checked = expected - 1
-        if problem:
-            report.ok, report.first_broken_position, report.problem = False, expected, problem
-            return report
-        report.head_position, report.head_hash = current.links[-1].position, current.links[-1].chain_hash
+        done.expected, done.previous, done.problem = await checking
+        if done.problem:
+            return done
+        done.head_position, done.head_hash = current.links[-1].position, current.links[-1].chain_hash
         current = following
+    return done
+
+
+async def finish(session: AsyncSession, walks: Sequence[Walk], ends: Sequence[int | None]) -> Report:
+    """The report of consecutive walks (each but the last must reach its end), then the unsealed entries."""
+    report = Report(ok=True)
+    for index, (done, end) in enumerate(zip(walks, ends, strict=True)):
+        report.checked = done.expected - 1
+        short = index < len(walks) - 1 and end is not None and done.expected <= end  # its last positions are gone
+        problem = done.problem or ("position_missing" if short else None)
+        if problem:
+            report.ok, report.first_broken_position, report.problem = False, done.expected, problem
+            return report
+        if done.head_position:
+            report.head_position, report.head_hash = done.head_position, done.head_hash
     report.sealed = report.head_position
-    report.unsealed, report.forged_entries = await _check_unsealed(conn, keyed)
+    report.unsealed, report.forged_entries = await _check_unsealed(await session.connection(), Keyed(mac_key(session)))
     if report.forged_entries:
         report.ok, report.problem = False, "forged_entry"
     return report
+
+
+async def stretches(session: AsyncSession, parts: int) -> list[tuple[int, str, int | None]]:
+    """The chain cut into ``parts`` consecutive stretches for ``walk`` in parallel: (start, stored hash before, end).
+
+    Each link depends only on the hash stored before it, and the stretch before checks that very hash;
+    ``finish`` reports a stretch that stops short of its end (its last positions gone). The last stretch
+    runs on to the end of the chain as it is then.
+    """
+    conn = await session.connection()
+    head = (await conn.execute(select(func.max(CHAIN.c.position)))).scalar() or 0
+    starts = list(dict.fromkeys(1 + head * part // parts for part in range(parts)))
+    before = select(CHAIN.c.position, CHAIN.c.chain_hash).where(CHAIN.c.position.in_([s - 1 for s in starts]))
+    stored = {position: chain_hash for position, chain_hash in (await conn.execute(before)).all()}
+    ends: list[int | None] = [start - 1 for start in starts[1:]] + [None]
+    return [(start, stored.get(start - 1, GENESIS), end) for start, end in zip(starts, ends, strict=True)]
 
 
 def _check_batch(keyed: Keyed, batch: _Batch, expected: int, previous: str) -> tuple[int, str, str | None]:

@@ -195,3 +195,29 @@ async def test_a_missing_index_row_at_a_batch_boundary_is_reported_at_its_entrys
     await tamper(app, "DELETE FROM access_log_client WHERE entry_id = :id", id=chosen["entry_id"])
     report = await verify(app, batch=batch)
     assert (report.ok, report.problem, report.first_broken_position) == (False, "index_modified", position)
+
+
+async def verify_in_stretches(app, parts: int) -> chain_verify.Report:
+    """What ``silta audit verify --workers`` does in processes, here one stretch after the other."""
+    async with app.state.sessionmaker() as session:
+        stretches = await chain_verify.stretches(session, parts)
+        assert len(stretches) == parts
+        walks = [await chain_verify.walk(session, start=s, previous=p, upto=e, batch=3) for s, p, e in stretches]
+        return await chain_verify.finish(session, walks, [end for *_, end in stretches])
+
+
+async def test_stretches_walked_apart_give_the_report_of_one_walk(app, logged):
+    whole = dataclasses.asdict(await verify(app))
+    apart = [dataclasses.asdict(await verify_in_stretches(app, parts)) for parts in (2, 3)]
+    assert whole["ok"] and apart == [whole, whole]
+
+
+@pytest.mark.parametrize("where", ["last of the first", "first of the second", "inside the second"])
+@pytest.mark.parametrize("problem", sorted(ATTACKS))
+async def test_tampering_in_either_of_two_stretches_is_reported_at_its_position(app, logged, problem, where):
+    async with app.state.sessionmaker() as session:
+        (_, _, end), (start, _, _) = await chain_verify.stretches(session, 2)
+    position = {"last of the first": end, "first of the second": start, "inside the second": start + 2}[where]
+    await ATTACKS[problem](app, position)
+    report = await verify_in_stretches(app, 2)
+    assert (report.ok, report.problem, report.first_broken_position) == (False, problem, position)
