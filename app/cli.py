@@ -202,18 +202,38 @@ async def _with_audit_session(work: Any) -> Any:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    workers: Annotated[int, typer.Option(min=1, max=16, help="processes, each walking a stretch of the chain")] = 2,
+) -> None:
     """Recompute the chain; exit 1 and name the first broken position if it does not hold."""
     import asyncio
     import dataclasses
     import json
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    from app.services import chain
+    from app.services import chain_verify
 
-    report = asyncio.run(_with_audit_session(chain.verify))
+    stretches = asyncio.run(_with_audit_session(lambda session: chain_verify.stretches(session, workers)))
+    with ProcessPoolExecutor(len(stretches), mp_context=multiprocessing.get_context("spawn")) as pool:
+        walks = list(pool.map(_walk_stretch, stretches))
+    ends = [end for _, _, end in stretches]
+    report = asyncio.run(_with_audit_session(lambda session: chain_verify.finish(session, walks, ends)))
     typer.echo(json.dumps(dataclasses.asdict(report), indent=2))
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _walk_stretch(stretch: tuple[int, str, int | None]) -> Any:
+    """One process of ``silta audit verify``: walk one stretch of the chain (``chain_verify.stretches``)."""
+    import asyncio
+
+    from app.services import chain_verify
+
+    start, previous, end = stretch
+    return asyncio.run(
+        _with_audit_session(lambda session: chain_verify.walk(session, start=start, previous=previous, upto=end))
+    )
 
 
 @audit.command("seal")

@@ -13,7 +13,7 @@ Each check reads the database back and answers with the number of rows that brea
   ``app.domain.compliance.gap_spans`` derives from the client's periods and assignments; the
   change log's last word on each of the client's rows equals ``app.services.audit.snapshot`` of
   the row as stored; identity codes decrypt with ``app.services.vault`` and parse with
-  ``app.domain.personal_id``; entries' MACs match ``entry_mac``, and ``app.services.chain.verify``
+  ``app.domain.personal_id``; entries' MACs match ``entry_mac``, and ``app.services.chain_verify.verify``
   checks the chain's first positions (``--verify-chain``: ``silta audit verify`` checks it all);
 - HTTP: a server started on 127.0.0.1 with the data folder's keys answers a client, its
   responsibility, its compliance, its history, the region's feed and the largest region's caseload,
@@ -58,7 +58,7 @@ from app.models import (
     ResponsibilityPeriod,
     WorkPair,
 )
-from app.services import chain
+from app.services import chain_verify
 from app.services.audit import MAC_KEY, AuditKey, snapshot
 from app.services.chain import LOGS
 from app.services.clock import today
@@ -288,7 +288,7 @@ async def _chain_prefix(settings: Settings) -> tuple[int, str]:
     engine = make_engine(settings)
     factory = make_sessionmaker(engine, info={MAC_KEY: AuditKey(settings.audit_key_path, create=False)})
     async with factory() as session:
-        report = await chain.verify(session, upto=CHAIN_PREFIX)
+        report = await chain_verify.verify(session, upto=CHAIN_PREFIX)
     await engine.dispose()
     bad = 0 if report.ok and report.checked == min(CHAIN_PREFIX, report.head_position) else 1
     return bad, f"checked {report.checked:,}, unsealed {report.unsealed}, problem {report.problem}"

@@ -26,7 +26,7 @@ from app.models.audit import (
 from app.models.common import Moment, PageOut
 from app.security import AUDIT_KID, public_jwks
 from app.services import audit_queries as queries
-from app.services import chain
+from app.services import chain, chain_verify
 
 router = APIRouter(tags=["audit"])
 Region = Annotated[str | None, Query(pattern=r"^\d{2}$")]
@@ -139,7 +139,7 @@ async def access_report(
 async def verify_chain(session: SessionDep, caller: CurrentCaller) -> VerifyReport:
     """Recompute the chain: the first broken position, if any, and how much is not sealed yet."""
     queries.require_chain_reader(caller)
-    return VerifyReport(**dataclasses.asdict(await chain.verify(session)))
+    return VerifyReport(**dataclasses.asdict(await chain_verify.verify(session)))
 
 
 @router.post("/audit/checkpoints", status_code=201)
@@ -155,7 +155,8 @@ async def verify_checkpoint(
 ) -> CheckpointResult:
     """Is this checkpoint ours, and does the chain still hold its hash at its position?"""
     queries.require_chain_reader(caller)
-    return CheckpointResult(**await chain.verify_checkpoint(session, request.app.state.audit_key.pem, data.signature))
+    pem = request.app.state.audit_key.pem
+    return CheckpointResult(**await chain_verify.verify_checkpoint(session, pem, data.signature))
 
 
 @router.get("/audit/keys")

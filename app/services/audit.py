@@ -73,26 +73,41 @@ def snapshot(row: SQLModel | BaseModel | None) -> dict[str, Any] | None:
 
 def canonical(row: SQLModel) -> str:
     """The entry as it is MACed: every column but ``id`` and ``mac``, keys sorted, UTC timestamps."""
-    return canonical_of(row.model_dump(mode="python", exclude={"id", "mac"}))
+    return canonical_json(_macced_columns(row))
 
 
-def canonical_of(columns: dict[str, Any]) -> str:
-    """``canonical`` of an entry given as its columns (all of them but ``id`` and ``mac``)."""
-    return json.dumps(columns, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+def _macced_columns(row: SQLModel) -> dict[str, Any]:
+    return row.model_dump(mode="python", exclude={"id", "mac"})
 
 
-def _plain(value: Any) -> str:
+def plain_value(value: Any) -> str:
+    """How the canonical form writes what JSON has no type for: timestamps in UTC, anything else as str."""
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat()
     return str(value)
 
 
+# json.dumps(data, **these) builds this very encoder for every call; built once, it encodes the same bytes
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=plain_value)
+
+
+def canonical_json(columns: dict[str, Any]) -> str:
+    """The canonical form of an entry's columns (without ``id`` and ``mac``), from a model or a plain row."""
+    return _CANONICAL.encode(columns)
+
+
+def mac_message(log: str, columns: dict[str, Any]) -> bytes:
+    """What an entry's MAC covers: its log's name and its canonical form."""
+    return f"{log}\n{canonical_json(columns)}".encode()
+
+
 def entry_mac(key: bytes, log: str, row: SQLModel) -> str:
-    return columns_mac(key, log, row.model_dump(mode="python", exclude={"id", "mac"}))
+    return columns_mac(key, log, _macced_columns(row))
 
 
 def columns_mac(key: bytes, log: str, columns: dict[str, Any]) -> str:
-    return hmac.new(key, f"{log}\n{canonical_of(columns)}".encode(), hashlib.sha256).hexdigest()
+    """``entry_mac`` of an entry given as its columns (all of them but ``id`` and ``mac``)."""
+    return hmac.new(key, mac_message(log, columns), hashlib.sha256).hexdigest()
 
 
 def mac_key(session: AsyncSession | Session) -> bytes:
