@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 import app.models
 from app.config import Settings
-from app.deps import Conditional
+from app.deps import conditional
 from app.main import ROUTERS, create_app
 from app.openapi import (
     CONDITIONAL_OPERATIONS,
@@ -203,7 +203,7 @@ def test_the_conditional_operations_are_the_routes_that_check_if_match():
         (method, "/v1" + route.path)
         for module in ROUTERS
         for route in module.router.routes
-        if any(call is Conditional for call in calls(route.dependant))
+        if any(call is conditional for call in calls(route.dependant))
         for method in route.methods
     }
     assert checking == CONDITIONAL_OPERATIONS
