@@ -274,7 +274,9 @@ async def record_access(
     entry["mac"] = columns_mac(key, "access", entry)
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        entry_id = (await connection.execute(_access_with_clients(), {**entry, "client_id_list": ids})).first()[0]
+        inserted = await connection.execute(_access_with_clients(), {**entry, "client_id_list": ids})
+        entry_id = inserted.scalars().first()  # the entry's id, once per client row
+        assert entry_id is not None
     else:
         entry_id = (await connection.execute(INSERT_ACCESS, entry)).scalar_one()
         rows = [{"entry_id": entry_id, "client_id": client_id} for client_id in ids]

@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Row, case, func
+from sqlalchemy import ColumnElement, case, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -116,7 +116,26 @@ def _end(gap: ComplianceGap, until: dt.date | None, closed_by: uuid.UUID | None,
     gap.close_reason = None if until is None else ("assigned" if closed_by else cause)
 
 
-def gap_public(gap: ComplianceGap | Row[Any], on: dt.date) -> GapPublic:
+class GapLike(Protocol):
+    """What ``gap_public`` reads of a gap: a model instance or a plain row."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def client_id(self) -> uuid.UUID: ...
+    @property
+    def responsibility(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def since(self) -> dt.date: ...
+    @property
+    def due(self) -> dt.date: ...
+    @property
+    def cause(self) -> str: ...
+
+
+def gap_public(gap: GapLike, on: dt.date) -> GapPublic:
     return GapPublic(
         id=gap.id,
         client_id=gap.client_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, bindparam, event
 from sqlalchemy.orm import ORMExecuteState, SessionTransaction
@@ -44,9 +45,22 @@ def running_periods(client_ids: Sequence[uuid.UUID], on: dt.date) -> SelectOfSca
     )
 
 
-def first_of_each(periods: Iterable[ResponsibilityPeriod]) -> dict[str, ResponsibilityPeriod]:
+class PeriodLike(Protocol):
+    """What ``first_of_each`` reads of a period: a model instance or a plain row."""
+
+    @property
+    def responsibility(self) -> str: ...
+
+    @property
+    def valid_from(self) -> dt.date: ...
+
+
+P = TypeVar("P", bound=PeriodLike)
+
+
+def first_of_each(periods: Iterable[P]) -> dict[str, P]:
     """responsibility → the earliest of the given running periods: the one in force, or the next to begin."""
-    chosen: dict[str, ResponsibilityPeriod] = {}
+    chosen: dict[str, P] = {}
     for period in periods:
         current = chosen.get(period.responsibility)
         if current is None or period.valid_from < current.valid_from:

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Date, Row, Select, String, Uuid, bindparam, func, literal, or_, type_coerce
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -85,14 +86,20 @@ def card_statement(dialect: str, national: bool) -> Select[Any]:
         g.client_id == _CLIENTS.c.id, g.since <= _ON, or_(g.closed_on.is_(None), g.closed_on > _ON)
     )
     external = select(_json_rows(dialect, e.system, e.external_id)).where(e.client_id == _CLIENTS.c.id)
-    statement = select(
-        _CLIENTS,
-        (literal(True) if national else held(_REGION)).label("full_view"),
-        type_coerce(periods.scalar_subquery(), JSON).label("periods"),
-        type_coerce(gaps.scalar_subquery(), JSON).label("gaps"),
-        type_coerce(external.scalar_subquery(), JSON).label("external"),
-    ).where(_CLIENTS.c.id == _CLIENT_ID)
+    statement = (
+        sa_select(_CLIENTS)
+        .add_columns(
+            (literal(True) if national else held(_REGION)).label("full_view"),
+            type_coerce(periods.scalar_subquery(), JSON).label("periods"),
+            type_coerce(gaps.scalar_subquery(), JSON).label("gaps"),
+            type_coerce(external.scalar_subquery(), JSON).label("external"),
+        )
+        .where(_CLIENTS.c.id == _CLIENT_ID)
+    )
     return statement if national else statement.where(involved(_REGION))
+
+
+date = dt.date.fromisoformat
 
 
 def _periods(rows: list[list[Any]] | None) -> dict[str, Any]:
@@ -104,8 +111,8 @@ def _periods(rows: list[list[Any]] | None) -> dict[str, Any]:
 
 def _gaps(rows: list[list[Any]] | None) -> list[_Gap]:
     return [
-        _Gap(uuid.UUID(gap_id), uuid.UUID(client_id), responsibility, region, *map(dt.date.fromisoformat, dates), cause)
-        for gap_id, client_id, responsibility, region, *dates, cause in rows or []
+        _Gap(uuid.UUID(gap), uuid.UUID(client), responsibility, region, date(since), date(due), cause)
+        for gap, client, responsibility, region, since, due, cause in rows or []
     ]
 
 
