@@ -19,7 +19,12 @@ test: $(STAMP)  ## the whole suite: lint, types, tests on SQLite and PostgreSQL
 	$(BIN)/ruff check app tests migrations benchmarks
 	$(BIN)/ruff format --check app tests benchmarks
 	$(BIN)/mypy app
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@# two processes, one per core: the SQLite variants beside everything else (which uses PostgreSQL)
+	@($(BIN)/python -m pytest -q -p no:cacheprovider -k sqlite > .pytest-sqlite.log 2>&1; echo $$? > .pytest-sqlite.rc) & \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -k "not sqlite"; rest=$$?; wait; sqlite=$$(cat .pytest-sqlite.rc); \
+	echo "--- the SQLite variants (run beside the above):"; \
+	if [ "$$sqlite" -eq 0 ]; then tail -n 3 .pytest-sqlite.log; else cat .pytest-sqlite.log; fi; \
+	rm -f .pytest-sqlite.log .pytest-sqlite.rc; [ "$$rest" -eq 0 ] && [ "$$sqlite" -eq 0 ]
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix app tests migrations benchmarks
