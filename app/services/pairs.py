@@ -251,8 +251,7 @@ async def finish(
     ``answered`` is the confirmation request being answered right now, which its answer settles.
     """
     before = snapshot(pair)
-    if pair.valid_from is not None:  # it was in force: it ends on ``end`` (or sooner than planned)
-        pair.valid_to = max(min(end, pair.valid_to or end), pair.valid_from)
+    pair.valid_to = _ended_on(pair, end)
     pair.status, pair.ended_at, pair.end_reason = PairStatus.ended, utcnow(), reason
     pair.version += 1
     session.add(pair)
@@ -260,6 +259,13 @@ async def finish(
     for request in await _confirm_requests(session, pair):
         if request.id != answered:
             settle(session, caller, request, RequestStatus.cancelled, note=f"pair ended: {reason}")
+
+
+def _ended_on(pair: WorkPair, end: dt.date) -> dt.date | None:
+    """The last day of a pair ended on ``end``: in force, it ends then (or sooner, as planned); a proposal has none."""
+    if pair.valid_from is None:
+        return pair.valid_to
+    return max(min(end, pair.valid_to or end), pair.valid_from)
 
 
 async def _confirm_requests(session: AsyncSession, pair: WorkPair) -> list[CoordinationRequest]:
@@ -287,6 +293,10 @@ async def end_pairs_of(
         link = or_(col(WorkPair.worker_1_id) == worker_id, col(WorkPair.worker_2_id) == worker_id)
     still = or_(col(WorkPair.status).in_(LIVE), col(WorkPair.valid_to) > end)  # live, or ending later than ``end``
     for pair in await session.exec(select(WorkPair).where(link, still)):
+        # the session does not autoflush: a pair this transaction has ended already (with the worker's
+        # assignment, say) still looks live to the query; ending it again would log it twice
+        if pair.status == PairStatus.ended and pair.valid_to == _ended_on(pair, end):
+            continue
         await finish(session, caller, pair, end=end, reason=reason)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import text
@@ -75,6 +76,28 @@ async def test_a_cross_region_pair_is_proposed_then_confirmed_by_the_other_regio
         )
     ).json()
     assert yesterday["pairs"] == []
+
+
+@pytest.mark.parametrize("confirmed", [False, True])
+async def test_deactivating_a_worker_ends_each_of_its_assignments_pairs_once(api, app, auth, named, confirmed):
+    """The pair ends with the worker's assignment; ending the worker's own pairs must not end it again.
+
+    (Without a flush between the two, the second look found the pair still live in the database and
+    ended it twice: a second ``pair.ended`` entry, and for a proposal a 409 on its cancelled request.)
+    """
+    s = named
+    pair = (await propose(api, sys(auth, "05"), s["client"]["id"], [s["w05"], s["w08"]])).json()
+    if confirmed:
+        assert (await api.post(f"/v1/pairs/{pair['id']}/confirm", headers=coord(auth, "08"))).status_code == 200
+    off = await api.patch(f"/v1/workers/{s['w05']['id']}", json={"active": False}, headers=coord(auth, "05"))
+    assert off.status_code == 200, off.text
+    async with app.state.engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT changes FROM change_event"))).scalars()
+        changes = [change for entry in stored for change in (json.loads(entry) if isinstance(entry, str) else entry)]
+    ended = [c for c in changes if c["action"] == "pair.ended" and c["entity_id"] == pair["id"]]
+    cancelled = [c for c in changes if c["action"] == "request.cancelled"]
+    assert (len(ended), len(cancelled)) == (1, 0 if confirmed else 1)
+    assert await confirm_requests(api, coord(auth, "08")) == []
 
 
 @pytest.mark.parametrize(
