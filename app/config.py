@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # and the whole pool is renewed; the next ones succeed.
     db_pre_ping: bool = False
     shutdown_grace_seconds: int = 20
+    # The national overview (aggregates, no personal data) is computed at most once per this many
+    # seconds per process and served from that snapshot meanwhile (its computed_at says when); 0 computes
+    # it on every request. Computing it reads every in-force assignment in the country.
+    overview_max_age_seconds: float = Field(default=60.0, ge=0, le=3600)
 
     jwt_issuer: str | None = None
     jwt_audience: str | None = None

@@ -35,6 +35,7 @@ from app.routers import (
 from app.security import KeyStore
 from app.services import background
 from app.services.audit import MAC_KEY, NO_CHANGE_LOG, AuditedSession, AuditKey
+from app.services.caseload import OverviewSnapshot
 from app.services.idempotency import IdempotencyMiddleware
 from app.services.vault import VAULT, Vault
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.keys = KeyStore(settings, transport=jwks_transport)
     app.state.rate_limit_clock = time.time  # tests replace it to let a window pass without sleeping
     app.state.metrics = Metrics(gap_seconds=settings.metrics_gap_seconds)
+    app.state.overview_snapshot = OverviewSnapshot(max_age=settings.overview_max_age_seconds)
     routes = RouteTable()
     problems.install(app)
     openapi.install(app)

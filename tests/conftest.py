@@ -135,6 +135,7 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
 
 
 async def _reset(app: Any, backend: str) -> None:
+    app.state.overview_snapshot.figures = None  # the figures of the previous test's data
     async with app.state.engine.begin() as conn:
         if backend == "postgresql":
             # the append-only tables refuse TRUNCATE; a replica-role session (superuser only) skips triggers

@@ -98,4 +98,8 @@ class RegionOverview(SQLModel):
 
 class CaseloadOverview(SQLModel):
     as_of: dt.date
+    computed_at: dt.datetime = Field(
+        description="when these figures were computed: the overview is served from a snapshot at most "
+        "SILTA_OVERVIEW_MAX_AGE_SECONDS old (60 by default), always of today"
+    )
     regions: list[RegionOverview]

@@ -48,8 +48,8 @@ class WorkPair(SQLModel, table=True):
             sqlite_where=text(_LIVE),
             postgresql_where=text(_LIVE),
         ),
-        Index("ix_pair_worker_1", "worker_1_id", "status"),
-        Index("ix_pair_worker_2", "worker_2_id", "status"),
+        Index("ix_pair_worker_1", "worker_1_id", "status", "valid_from", "valid_to"),  # in force: index only
+        Index("ix_pair_worker_2", "worker_2_id", "status", "valid_from", "valid_to"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

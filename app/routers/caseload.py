@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.deps import AccessLogDep, CurrentCaller, Pagination, SessionDep
 from app.models.caseload import CaseloadOverview, CaseloadReport, Suggestion
@@ -57,6 +57,6 @@ async def caseload_export(
 
 
 @router.get("/caseload/overview")
-async def caseload_overview(session: SessionDep, caller: CurrentCaller) -> CaseloadOverview:
-    """Every region's aggregates side by side; no personal data."""
-    return await service.overview(session, caller)
+async def caseload_overview(request: Request, session: SessionDep, caller: CurrentCaller) -> CaseloadOverview:
+    """Every region's aggregates side by side; no personal data. At most a minute old (``computed_at``)."""
+    return await service.overview(session, caller, request.app.state.overview_snapshot)

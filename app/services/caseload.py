@@ -7,10 +7,12 @@ number of statements per report is fixed, whatever the number of clients.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -35,7 +37,7 @@ from app.models.caseload import (
     WorkerLoad,
 )
 from app.models.client import Client, ResponsibilityPeriod
-from app.models.common import PairStatus, WorkerRole
+from app.models.common import PairStatus, WorkerRole, utcnow
 from app.models.pair import WorkPair
 from app.models.region import Region
 from app.models.worker import Worker
@@ -148,15 +150,22 @@ async def _count_pairs(session: AsyncSession, on: dt.date, region: str | None, l
         col(WorkPair.status) != PairStatus.proposed,
         or_(col(WorkPair.valid_to).is_(None), col(WorkPair.valid_to) > on),
     )
-    members = union_all(
-        select(col(WorkPair.worker_1_id).label("worker_id")).where(*in_force),
-        select(col(WorkPair.worker_2_id).label("worker_id")).where(*in_force),
-    ).subquery()
-    statement = select(members.c.worker_id, func.count()).group_by(members.c.worker_id)
-    if region:
-        statement = statement.where(members.c.worker_id.in_(select(Worker.id).where(Worker.region == region)))
+    sides = (col(WorkPair.worker_1_id), col(WorkPair.worker_2_id))
+    if region:  # from the region's workers, each side by its own index (worker, status, dates): index only
+        statement: Any = union_all(
+            *(
+                select(col(Worker.id), func.count())
+                .join(WorkPair, side == col(Worker.id))
+                .where(col(Worker.region) == region, *in_force)
+                .group_by(col(Worker.id))
+                for side in sides
+            )
+        )
+    else:  # every worker's: one pass over the pairs
+        members = union_all(*(select(side.label("worker_id")).where(*in_force) for side in sides)).subquery()
+        statement = select(members.c.worker_id, func.count()).group_by(members.c.worker_id)
     for worker_id, count in await _rows(session, statement):
-        loads[worker_id].pairs = count
+        loads[worker_id].pairs += count
 
 
 async def loads_on(session: AsyncSession, on: dt.date, region: str | None = None) -> dict[uuid.UUID, Load]:
@@ -344,9 +353,41 @@ async def suggested_worker(session: AsyncSession, region: str, *, role: str | No
     return found.worker_id
 
 
-async def overview(session: AsyncSession, caller: Caller) -> CaseloadOverview:
+@dataclass
+class OverviewSnapshot:
+    """The national overview as this process last computed it, served while younger than ``max_age`` seconds.
+
+    Computing it reads every in-force assignment, period and gap in the country (hundreds of
+    milliseconds at ten times national scale), for figures no one needs to the second. One request
+    computes while the others wait for it (the lock), then all share the result; a new day computes anew.
+    """
+
+    max_age: float
+    clock: Callable[[], float] = time.monotonic
+    taken: float = 0.0
+    figures: CaseloadOverview | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def current(self, on: dt.date) -> CaseloadOverview | None:
+        young = self.clock() - self.taken <= self.max_age
+        return self.figures if self.figures is not None and self.figures.as_of == on and young else None
+
+
+async def overview(session: AsyncSession, caller: Caller, snapshot: OverviewSnapshot | None = None) -> CaseloadOverview:
     """Every region side by side, for national management: counts and loads, no personal data."""
     caller.require(COORDINATOR, AUDITOR, ADMIN)
+    if snapshot is None or snapshot.max_age <= 0:
+        return await _overview(session)
+    async with snapshot.lock:
+        figures = snapshot.current(today())
+        if figures is None:
+            snapshot.taken = snapshot.clock()
+            figures = snapshot.figures = await _overview(session)
+        return figures
+
+
+async def _overview(session: AsyncSession) -> CaseloadOverview:
+    computed_at = utcnow()
     on = today()
     regions = (
         await session.exec(select(Region).where(col(Region.organiser).is_(True)).order_by(col(Region.code)))
@@ -390,6 +431,7 @@ async def overview(session: AsyncSession, caller: Caller) -> CaseloadOverview:
         per_region[region].append((role, loads.get(worker_id, Load())))
     return CaseloadOverview(
         as_of=on,
+        computed_at=computed_at,
         regions=[
             _region_overview(region, per_region.get(region.code, []), settings[region.code], organised, gaps)
             for region in regions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -11,6 +12,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, text
 
+from app.domain.access import SYSTEM, Caller
+from app.errors import Forbidden
+from app.models.caseload import CaseloadOverview
+from app.models.common import utcnow
+from app.services.caseload import OverviewSnapshot, overview
 from app.services.clock import today
 from tests.api.helpers import add_worker, assign, register
 
@@ -354,6 +360,7 @@ async def _count_statements(api, auth, app) -> tuple[dict[str, int], list]:
             ("export", "/v1/regions/08/caseload/export", coord(auth, "08")),
         ):
             statements.clear()
+            app.state.overview_snapshot.figures = None  # what computing it costs, not the snapshot
             response = await api.get(path, headers=headers)
             assert response.status_code == 200, response.text
             counts[name] = len(statements)
@@ -419,3 +426,46 @@ async def test_csv_export_neutralises_formulas(api, auth):
     text_body = (await api.get("/v1/regions/08/caseload/export", headers=h)).text
     names = [row["name"] for row in csv.DictReader(io.StringIO(text_body))]
     assert names == ['\'=HYPERLINK("http://evil.example","x")']
+
+
+async def test_the_overview_is_served_from_a_snapshot_until_it_is_older_than_its_max_age(api, auth, app, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(app.state.overview_snapshot, "clock", lambda: now[0])
+    first = (await api.get("/v1/caseload/overview", headers=auth("admin"))).json()
+    await add_worker(api, coord(auth, "08"), "08")
+    now[0] += app.state.settings.overview_max_age_seconds  # still young enough: the same figures
+    again = (await api.get("/v1/caseload/overview", headers=auth("admin"))).json()
+    assert again == first
+    now[0] += 0.001
+    fresh = (await api.get("/v1/caseload/overview", headers=auth("admin"))).json()
+    workers = {r["region"]: sum(r["workers_by_role"].values()) for r in fresh["regions"]}
+    before = {r["region"]: sum(r["workers_by_role"].values()) for r in first["regions"]}
+    assert workers["08"] == before["08"] + 1 and fresh["computed_at"] > first["computed_at"]
+
+
+async def test_callers_waiting_for_a_stale_overview_share_one_computation(api, auth, app):
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # noqa: ANN001 - SQLAlchemy event signature
+        statements.append(statement)
+
+    sync_engine = app.state.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", count)
+    try:
+        answers = await asyncio.gather(*(api.get("/v1/caseload/overview", headers=auth("admin")) for _ in range(5)))
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", count)
+    assert [a.status_code for a in answers] == [200] * 5
+    assert len({a.json()["computed_at"] for a in answers}) == 1
+    assert sum("FROM assignment" in s for s in statements) == 1, statements
+
+
+async def test_the_overview_snapshot_is_of_today_and_the_role_check_comes_before_it(app):
+    snapshot = OverviewSnapshot(max_age=60, clock=lambda: 5.0, taken=5.0)
+    snapshot.figures = CaseloadOverview(as_of=today(), computed_at=utcnow(), regions=[])
+    assert snapshot.current(today()) is snapshot.figures
+    assert snapshot.current(today() + DAY) is None  # a new day: computed anew
+    system = Caller(subject="s", roles=frozenset({SYSTEM}), region="08")
+    async with app.state.sessionmaker() as session:
+        with pytest.raises(Forbidden):
+            await overview(session, system, snapshot)
