@@ -124,8 +124,9 @@ async def _seal_batch(session: AsyncSession, *, full: bool) -> tuple[int, bool]:
                 "sealed_at": now,
             }
         )
-    if links:
-        await session.exec(insert(ChainLink).values(links))
+    if links:  # executemany of one cached statement: a multi-row VALUES would be compiled anew every batch,
+        # thousands of bind parameters long — a stall of the event loop the requests wait behind
+        await (await session.connection()).execute(insert(ChainLink), links)
     return len(links), len(links) == BATCH
 
 

@@ -324,6 +324,19 @@ async def test_the_chain_seals_everything_and_verifies(api, auth, app, world):
     assert await seal(app) == 0  # nothing twice
 
 
+async def test_sealing_a_batch_sends_one_short_cached_insert_whatever_its_size(api, auth, app, world):
+    """A multi-row VALUES insert was compiled anew for every batch (thousands of parameters at load):
+    the event loop stalled for it, and every request waiting on the process with it (the p99)."""
+    for _ in range(12):
+        await api.get(f"/v1/clients/{world['cid']}", headers=sys(auth, "08"))
+    with statements_sent(app) as sent:
+        sealed = await seal(app)
+    inserts = [statement for statement in sent if statement.startswith("INSERT INTO audit_chain")]
+    placeholders = [statement.count("?") + statement.count("$") for statement in inserts]
+    assert sealed > 12 and placeholders == [6] * len(inserts) and inserts, inserts
+    assert (await verify(api, auth))["ok"]
+
+
 @pytest.mark.parametrize(
     ("attack", "problem"),
     [
