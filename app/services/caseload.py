@@ -262,13 +262,26 @@ async def worker_loads(
 ) -> list[WorkerLoad]:
     """The region's active workers, and any other of its workers still named or paired on ``on``."""
     loads = await loads_on(session, on, region) if loads is None else loads
+    # every worker of the region, kept here: naming the loaded ones in the query would send (and
+    # expand) hundreds of ids per request, more than the few inactive workers' rows it spares
     workers = await _rows(
         session,
-        core_select(col(Worker.id), col(Worker.name), col(Worker.role), col(Worker.service), col(Worker.active))
-        .where(col(Worker.region) == region, or_(_active_on(on), col(Worker.id).in_(list(loads))))
+        core_select(
+            col(Worker.id),
+            col(Worker.name),
+            col(Worker.role),
+            col(Worker.service),
+            col(Worker.active),
+            _active_on(on).label("active_then"),
+        )
+        .where(col(Worker.region) == region)
         .order_by(col(Worker.name), col(Worker.id)),
     )
-    return [_worker_load(worker, loads.get(worker.id, Load()), settings) for worker in workers]
+    return [
+        _worker_load(worker, loads.get(worker.id, Load()), settings)
+        for worker in workers
+        if worker.active_then or worker.id in loads
+    ]
 
 
 async def region_caseload(
