@@ -46,10 +46,12 @@ class Sent:
     ms: float
 
 
-async def _capture(settings: Settings, requests: Sequence[Request]) -> list[Sent]:
+async def _capture(settings: Settings, requests: Sequence[Request]) -> tuple[list[Sent], dict[str, float]]:
+    """The statements of each recorded request, and each recorded request's wall time (ms, in-process)."""
     app = create_app(settings)
     engine = app.state.engine.sync_engine
     sent: list[Sent] = []
+    took: dict[str, float] = {}
     current = {"endpoint": "", "record": False}
 
     def before(_conn: Any, _cursor: Any, _statement: str, _parameters: Any, context: Any, _many: bool) -> None:
@@ -72,7 +74,9 @@ async def _capture(settings: Settings, requests: Sequence[Request]) -> list[Sent
                 # a read twice, the second recorded; a write once (a second would be another request)
                 for record in (False, True) if request.method == "GET" else (True,):
                     current.update(endpoint=request.endpoint, record=record)
+                    t0 = time.perf_counter()
                     response = await client.request(request.method, request.path, headers=headers, content=request.body)
+                    took[request.endpoint] = (time.perf_counter() - t0) * 1000
                     if response.status_code >= 400 and request.method == "GET":  # a repeated write may answer 409
                         raise RuntimeError(f"{request.path}: HTTP {response.status_code} {response.text[:300]}")
                 current["record"] = False
@@ -80,7 +84,7 @@ async def _capture(settings: Settings, requests: Sequence[Request]) -> list[Sent
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
         await app.state.engine.dispose()
-    return sent
+    return sent, took
 
 
 async def _explain(dsn: str, chosen: Sequence[Sent]) -> list[str]:
@@ -112,14 +116,15 @@ def execution_ms(plan: str) -> float:
 
 def explain_heavy(
     settings: Settings, dsn: str, requests: Sequence[Request], *, top: int
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The ``top`` distinct SELECTs that take PostgreSQL longest, with their plans; statements per endpoint.
+) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, float]]:
+    """The ``top`` distinct SELECTs that take PostgreSQL longest, with their plans; statements per endpoint;
+    the wall time (ms) of each endpoint's recorded request.
 
     Every distinct SELECT sent (at most ``MAX_EXPLAINED``) is explained, and ranked by the plan's own
     execution time: the app-side time of one statement includes asyncpg's first prepare and type
     introspection on a fresh connection, which says nothing about the query.
     """
-    sent = asyncio.run(_capture(settings, requests))
+    sent, took = asyncio.run(_capture(settings, requests))
     per_endpoint: dict[str, int] = {}
     for one in sent:
         per_endpoint[one.endpoint] = per_endpoint.get(one.endpoint, 0) + 1
@@ -130,7 +135,17 @@ def explain_heavy(
     chosen = list(selects.values())[:MAX_EXPLAINED]
     plans = asyncio.run(_explain(dsn, chosen))
     ranked = sorted(zip(chosen, plans, strict=True), key=lambda pair: execution_ms(pair[1]), reverse=True)
-    return [
-        {"endpoint": one.endpoint, "ms": execution_ms(plan), "app_ms": one.ms, "statement": one.statement, "plan": plan}
-        for one, plan in ranked[:top]
-    ], per_endpoint
+    return (
+        [
+            {
+                "endpoint": one.endpoint,
+                "ms": execution_ms(plan),
+                "app_ms": one.ms,
+                "statement": one.statement,
+                "plan": plan,
+            }
+            for one, plan in ranked[:top]
+        ],
+        per_endpoint,
+        took,
+    )
