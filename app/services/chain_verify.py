@@ -42,6 +42,7 @@ SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # timestamps go
 
 Entries = dict[tuple[str, int], tuple[dict[str, Any], str | None, str]]  # (log, id) -> (columns, JSON text, MAC)
 Indexed = dict[tuple[str, int], set[str]]  # (log, id) -> the clients of its index rows
+POSITION, LOG, ENTRY, MAC, HASH = range(5)  # the columns of a link as read
 
 
 @dataclass
@@ -114,11 +115,11 @@ async def walk(
     current = await _read(conn, after=start - 1, upto=upto, size=batch)
     while current is not None:
         checking = asyncio.ensure_future(asyncio.to_thread(_check_batch, keyed, current, done.expected, done.previous))
-        following = await _read(conn, after=current.links[-1].position, upto=upto, size=batch)
+        following = await _read(conn, after=current.links[-1][POSITION], upto=upto, size=batch)
         done.expected, done.previous, done.problem = await checking
         if done.problem:
             return done
-        done.head_position, done.head_hash = current.links[-1].position, current.links[-1].chain_hash
+        done.head_position, done.head_hash = current.links[-1][POSITION], current.links[-1][HASH]
         current = following
     return done
 
@@ -165,7 +166,7 @@ def _check_batch(keyed: Keyed, batch: _Batch, expected: int, previous: str) -> t
         problem = _check(keyed, link, expected, previous, batch.entries) or _check_index(link, batch)
         if problem:
             return expected, previous, problem
-        previous, expected = link.chain_hash, expected + 1
+        previous, expected = link[HASH], expected + 1
     return expected, previous, None
 
 
@@ -186,14 +187,29 @@ def _check(keyed: Keyed, link: Any, expected: int, previous: str, entries: Entri
 
 def _check_index(link: Any, batch: _Batch) -> str | None:
     """The index rows must name exactly the clients the (MACed) entry names (strings, read by orjson as by json)."""
-    columns, _, _ = batch.entries[(link.log, link.entry_id)]
-    if link.log == "change":
+    key = (link[LOG], link[ENTRY])
+    columns, _, _ = batch.entries[key]
+    if key[0] == "change":
         named = {change["client_id"] for change in columns["changes"] if change.get("client_id")}
-    elif link.log == "access":
+    elif key[0] == "access":
         named = set(columns["client_ids"])
     else:
         return None
-    return None if named == batch.indexed.get((link.log, link.entry_id), set()) else "index_modified"
+    return None if named == batch.indexed.get(key, set()) else "index_modified"
+
+
+async def _fetch(conn: AsyncConnection, statement: Any) -> tuple[list[str], Sequence[Any]]:
+    """The statement's column names and rows (indexable tuples). On PostgreSQL straight from asyncpg,
+    which decodes rows in C: SQLAlchemy's per-value result processing was a third of the reading (issue 9).
+    Its values are what the writers hashed either way: timestamps aware in UTC, UUIDs that print alike."""
+    names = [column.name for column in statement.selected_columns]
+    if conn.dialect.name != "postgresql":
+        return names, (await conn.execute(statement)).all()
+    compiled = statement.compile(dialect=conn.dialect)
+    values = compiled.construct_params()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    return names, await driver.fetch(compiled.string, *(values[name] for name in compiled.positiontup or ()))
 
 
 async def _read(conn: AsyncConnection, *, after: int, upto: int | None, size: int) -> _Batch | None:
@@ -202,10 +218,10 @@ async def _read(conn: AsyncConnection, *, after: int, upto: int | None, size: in
     statement = statement.where(CHAIN.c.position > after).order_by(CHAIN.c.position).limit(size)
     if upto is not None:
         statement = statement.where(CHAIN.c.position <= upto)
-    links = (await conn.execute(statement)).all()
+    _, links = await _fetch(conn, statement)
     if not links:
         return None
-    span = CHAIN.c.position.between(links[0].position, links[-1].position)
+    span = CHAIN.c.position.between(links[0][POSITION], links[-1][POSITION])
     return _Batch(links, await _entry_rows(conn, span), await _index_rows(conn, span))
 
 
@@ -215,8 +231,7 @@ async def _entry_rows(conn: AsyncConnection, span: ColumnElement[bool]) -> dict[
     for log_name in LOGS:
         table = LOGS[log_name].__table__  # type: ignore[attr-defined]
         named = (CHAIN.c.log == log_name) & (CHAIN.c.entry_id == table.c.id)
-        result = await conn.execute(_columns(log_name).join(CHAIN, named).where(span))
-        found[log_name] = (list(result.keys()), result.all())
+        found[log_name] = await _fetch(conn, _columns(log_name).join(CHAIN, named).where(span))
     return found
 
 
@@ -264,7 +279,7 @@ async def _index_rows(conn: AsyncConnection, span: ColumnElement[bool]) -> dict[
     for log_name, (table, column) in INDEXES.items():
         named = (CHAIN.c.log == log_name) & (CHAIN.c.entry_id == table.c[column])
         statement = select(table.c[column], table.c.client_id).join(CHAIN, named).where(span)
-        found[log_name] = (await conn.execute(statement)).all()
+        found[log_name] = (await _fetch(conn, statement))[1]
     return found
 
 
