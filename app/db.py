@@ -87,7 +87,9 @@ def make_engine(settings: Settings) -> AsyncEngine:
         in_memory = make_url(url).database in (None, "", ":memory:")
         if not in_memory:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url), **({} if in_memory else {"pool_size": 5, "max_overflow": 0}))
+        # One connection: every transaction writes and SQLite admits one writer at a time, so requests
+        # queue for it in order instead of sleeping in SQLite's busy handler (p99 885 ms -> 29 ms at c=4)
+        engine = create_async_engine(async_url(url), **({} if in_memory else {"pool_size": 1, "max_overflow": 0}))
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
