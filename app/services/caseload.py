@@ -393,9 +393,10 @@ async def overview(session: AsyncSession, caller: Caller, snapshot: OverviewSnap
         return await _overview(session)
     async with snapshot.lock:
         figures = snapshot.current(today())
-        if figures is None:
-            snapshot.taken = snapshot.clock()
-            figures = snapshot.figures = await _overview(session)
+        if figures is None:  # its age counts from the start of the computation, and only once it succeeded
+            started = snapshot.clock()
+            figures = await _overview(session)
+            snapshot.figures, snapshot.taken = figures, started
         return figures
 
 

@@ -469,3 +469,26 @@ async def test_the_overview_snapshot_is_of_today_and_the_role_check_comes_before
     async with app.state.sessionmaker() as session:
         with pytest.raises(Forbidden):
             await overview(session, system, snapshot)
+
+
+async def test_a_failed_computation_leaves_a_stale_overview_stale(app, auth, monkeypatch):
+    """The snapshot's age must not restart when computing it failed: the old figures stay stale."""
+    import app.services.caseload as caseload_service
+
+    now = [1000.0]
+    snapshot = OverviewSnapshot(max_age=60, clock=lambda: now[0])
+    admin = Caller(subject="a", roles=frozenset({"admin"}), region=None)
+    async with app.state.sessionmaker() as session:
+        first = await overview(session, admin, snapshot)
+        now[0] += 61
+
+        async def broken(_session):  # noqa: ANN001, ANN202
+            raise RuntimeError("database gone")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(caseload_service, "_overview", broken)
+            with pytest.raises(RuntimeError):
+                await overview(session, admin, snapshot)
+        assert snapshot.current(today()) is None  # still stale: the next caller computes
+        again = await overview(session, admin, snapshot)
+    assert again is not first and again.computed_at > first.computed_at
