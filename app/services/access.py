@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, event, exists, or_, true
+from sqlalchemy import BindParameter, ColumnElement, bindparam, event, exists, or_, true
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,18 +104,41 @@ async def client_for(
     client and leave the rule of who may change what to the service (403 ``not_responsible``).
     """
     whole = (not for_update) if full is None else full
-    condition = fully_readable(caller) if whole else readable(caller)
+    caller.require(SYSTEM, COORDINATOR, AUDITOR)
+    if not caller.national:
+        assert caller.region is not None
     if for_update:
         caller.writer_region()
-        locked = (await session.exec(select(Client).where(Client.id == client_id, condition).with_for_update())).first()
+    params = {"client_id": client_id, "region": caller.region}
+    statement = _CLIENT_FOR[(for_update, whole, caller.national)]
+    if for_update:
+        locked = (await session.exec(statement, params=params)).first()
         if locked is None:
             raise NotFound("client not found", code="client_not_found")
         return locked
     # a read also learns whether the caller sees the whole client, so that its view need not ask again
-    holds = held(caller.region) if caller.region is not None and not caller.national else true()
-    found = (await session.exec(select(Client, holds).where(Client.id == client_id, condition))).first()
+    found = (await session.exec(statement, params=params)).first()
     if found is None:
         raise NotFound("client not found", code="client_not_found")
     client, full_view = found
     session.info.setdefault(FULLY_INVOLVED, {})[client.id] = bool(full_view)
     return client
+
+
+def _client_for_statement(for_update: bool, whole: bool, national: bool) -> Any:
+    """``client_for``'s statement, built once with the client id and region as parameters: building
+    it (with its EXISTS subqueries) and its cache key cost about 130 µs per request (issue 9)."""
+    region: BindParameter[str] = bindparam("region")
+    condition = true() if national else (held(region) if whole else involved(region))
+    where = (Client.id == bindparam("client_id"), condition)
+    if for_update:
+        return select(Client).where(*where).with_for_update()
+    return select(Client, true() if national else held(region)).where(*where)
+
+
+_CLIENT_FOR = {
+    (for_update, whole, national): _client_for_statement(for_update, whole, national)
+    for for_update in (False, True)
+    for whole in (False, True)
+    for national in (False, True)
+}

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, true
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -410,11 +410,14 @@ async def client_decisions(
     return Page(items=[register.public(decision) for decision in result.items], next_cursor=result.next_cursor)
 
 
+_DECISIONS_OF = select(CostDecision).where(CostDecision.client_id == bindparam("client_id"))  # built once
+
+
 async def in_force_for(
     session: AsyncSession, client_id: uuid.UUID, on: dt.date, known_at: dt.datetime
 ) -> list[CostDecisionPublic]:
     """For ``responsibility?as_of=&known_at=``: what was agreed to be paid on ``on``, as known then."""
-    decisions = (await session.exec(select(CostDecision).where(CostDecision.client_id == client_id))).all()
+    decisions = (await session.exec(_DECISIONS_OF, params={"client_id": client_id})).all()
     register = await Register.load(session, decisions)
     return [register.public(decision, known_at) for decision in register.in_force(on, known_at)]
 

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,9 +55,7 @@ async def responsibility(
     assignment_now = {row.responsibility: row for row in in_force(list(assignments), as_of, known_at)}
     named_ids = [row.worker_id for row in assignment_now.values()]
     workers = (
-        {worker.id: worker for worker in await session.exec(select(Worker).where(col(Worker.id).in_(named_ids)))}
-        if named_ids
-        else {}
+        {worker.id: worker for worker in await session.exec(_WORKERS, params={"ids": named_ids})} if named_ids else {}
     )
 
     def held(resp: str) -> HeldResponsibility | None:
@@ -90,7 +89,7 @@ async def responsibility(
         and (gap.closed_on is None or gap.closed_on > as_of or (gap.closed_at and gap.closed_at > stamp))
     ]
     status = aftercare.status(client.aftercare_start, client.aftercare_end, as_of)
-    requests = await session.exec(select(CoordinationRequest).where(CoordinationRequest.client_id == client.id))
+    requests = await session.exec(_REQUESTS, params={"client_id": client.id})
     pending = [
         request
         for request in requests
@@ -98,9 +97,7 @@ async def responsibility(
         and local_date(request.created_at) <= as_of
         and (request.answered_at is None or request.answered_at > stamp or local_date(request.answered_at) > as_of)
     ]
-    pairs_then = pairs.in_force(
-        list(await session.exec(select(WorkPair).where(WorkPair.client_id == client.id))), as_of, stamp
-    )
+    pairs_then = pairs.in_force(list(await session.exec(_PAIRS, params={"client_id": client.id})), as_of, stamp)
     return ResponsibilityPublic(
         client_id=client.id,
         as_of=as_of,
@@ -114,6 +111,12 @@ async def responsibility(
         cost_decisions=await costs.in_force_for(session, client.id, as_of, stamp),
         pending_requests=[_as_then(request_public(request, as_of), stamp) for request in pending],
     )
+
+
+# built once: building a statement and its cache key costs more than sending it (issue 9)
+_WORKERS = select(Worker).where(col(Worker.id).in_(bindparam("ids", expanding=True)))
+_REQUESTS = select(CoordinationRequest).where(CoordinationRequest.client_id == bindparam("client_id"))
+_PAIRS = select(WorkPair).where(WorkPair.client_id == bindparam("client_id"))
 
 
 def _as_then(public: CoordinationRequestPublic, stamp: dt.datetime) -> CoordinationRequestPublic:
