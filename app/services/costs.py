@@ -92,17 +92,8 @@ class Register:
         ids = [decision.id for decision in decisions]
         if not ids:  # most clients have no decision: no answers or successors to ask for
             return cls(decisions, {}, {})
-        answers = {
-            answer.decision_id: answer
-            for answer in await session.exec(
-                select(CostDecisionEvent).where(col(CostDecisionEvent.decision_id).in_(ids))
-            )
-        }
-        rows = await session.exec(
-            select(Newer.supersedes_id, Newer.id, NewerAnswer.created_at)
-            .join(NewerAnswer, col(NewerAnswer.decision_id) == Newer.id)
-            .where(col(Newer.supersedes_id).in_(ids), col(NewerAnswer.status) == "agreed")
-        )
+        answers = {answer.decision_id: answer for answer in await session.exec(_ANSWERS_OF, params={"ids": ids})}
+        rows = await session.exec(_SUCCESSORS_OF, params={"ids": ids})
         successors = {old: (new, at) for old, new, at in rows if old is not None}
         return cls(decisions, answers, successors)
 
@@ -410,7 +401,14 @@ async def client_decisions(
     return Page(items=[register.public(decision) for decision in result.items], next_cursor=result.next_cursor)
 
 
-_DECISIONS_OF = select(CostDecision).where(CostDecision.client_id == bindparam("client_id"))  # built once
+# built once (building a statement and its cache key costs more than sending it)
+_DECISIONS_OF = select(CostDecision).where(CostDecision.client_id == bindparam("client_id"))
+_ANSWERS_OF = select(CostDecisionEvent).where(col(CostDecisionEvent.decision_id).in_(bindparam("ids", expanding=True)))
+_SUCCESSORS_OF = (
+    select(Newer.supersedes_id, Newer.id, NewerAnswer.created_at)
+    .join(NewerAnswer, col(NewerAnswer.decision_id) == Newer.id)
+    .where(col(Newer.supersedes_id).in_(bindparam("ids", expanding=True)), col(NewerAnswer.status) == "agreed")
+)
 
 
 async def in_force_for(

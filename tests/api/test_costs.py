@@ -520,3 +520,23 @@ async def test_truncate_is_refused_on_the_register(api, auth, app, client):
         with pytest.raises(DBAPIError, match="append-only"):
             async with app.state.engine.begin() as conn:
                 await conn.execute(text(f"TRUNCATE {table} CASCADE"))
+
+
+async def test_responsibility_as_of_builds_no_statement_per_request(api, auth, client, monkeypatch):
+    """Its reads (cost decisions, their answers and successors included) are built once: building a
+    statement and its cache key cost more than sending it (issue 9)."""
+    from app.services import access, costs, history
+
+    decision = await agreed(api, auth, client["id"])
+
+    def built_per_request(*_args, **_kwargs):  # noqa: ANN202
+        raise AssertionError("a statement was built during the request")
+
+    for module in (costs, history):
+        monkeypatch.setattr(module, "select", built_per_request)
+    monkeypatch.setattr(access, "held", built_per_request)
+    response = await api.get(
+        f"/v1/clients/{client['id']}/responsibility", params={"as_of": day(0)}, headers=sys(auth, "05")
+    )
+    assert response.status_code == 200, response.text
+    assert [d["id"] for d in response.json()["cost_decisions"]] == [decision["id"]]
