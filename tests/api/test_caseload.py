@@ -84,7 +84,8 @@ async def test_a_client_named_twice_by_one_worker_counts_once(api, auth):
     assert by_worker(report)[worker["id"]]["clients"] == 1
 
 
-async def test_pairs_are_shown_apart_from_the_load(api, auth, region08):
+async def _cross_region_pair_with_busy(api, auth, region08) -> dict:
+    """A worker of 05, named for 08's first client, in a confirmed pair with 08's busy worker."""
     client = region08["clients"][0]
     w05 = await add_worker(api, coord(auth, "05"), "05")
     await assign(api, auth("system", region="05"), client["id"], "organising", w05["id"])
@@ -94,21 +95,18 @@ async def test_pairs_are_shown_apart_from_the_load(api, auth, region08):
         headers=auth("system", region="05"),
     )
     await api.post(f"/v1/pairs/{pair.json()['id']}/confirm", headers=coord(auth, "08"))
+    return w05
+
+
+async def test_pairs_are_shown_apart_from_the_load(api, auth, region08):
+    await _cross_region_pair_with_busy(api, auth, region08)
     busy = by_worker(await caseload(api, coord(auth, "08")))[region08["busy"]["id"]]
     assert busy["active_pairs"] == 1 and busy["clients"] == 4
 
 
 async def test_a_cross_region_pair_counts_for_its_worker_in_each_regions_report(api, auth, region08):
     """Each region counts only its own workers' pairs, whichever of the pair's two workers is theirs."""
-    client = region08["clients"][0]
-    w05 = await add_worker(api, coord(auth, "05"), "05")
-    await assign(api, auth("system", region="05"), client["id"], "organising", w05["id"])
-    pair = await api.post(
-        f"/v1/clients/{client['id']}/pairs",
-        json={"worker_ids": [w05["id"], region08["busy"]["id"]], "kind": "cross_region"},
-        headers=auth("system", region="05"),
-    )
-    await api.post(f"/v1/pairs/{pair.json()['id']}/confirm", headers=coord(auth, "08"))
+    w05 = await _cross_region_pair_with_busy(api, auth, region08)
     in_05 = by_worker(await caseload(api, coord(auth, "05"), region="05"))
     in_08 = by_worker(await caseload(api, coord(auth, "08")))
     assert in_05[w05["id"]]["active_pairs"] == 1 and in_08[region08["busy"]["id"]]["active_pairs"] == 1
