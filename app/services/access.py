@@ -7,7 +7,7 @@ or has an open coordination request about); anything else is 404, never 403.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, ColumnElement, bindparam, event, exists, or_, true
 from sqlmodel import Session, col, select
@@ -16,6 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
 from app.errors import NotFound
 from app.models.client import Client, ResponsibilityPeriod
+from app.models.cost import CostDecision
+from app.models.pair import WorkPair
 from app.models.request import CoordinationRequest
 from app.services.audit import AuditedSession
 
@@ -104,25 +106,51 @@ async def client_for(
     client and leave the rule of who may change what to the service (403 ``not_responsible``).
     """
     whole = (not for_update) if full is None else full
-    caller.require(SYSTEM, COORDINATOR, AUDITOR)
-    if not caller.national:
-        assert caller.region is not None
+    params = _params(caller, client_id)
     if for_update:
         caller.writer_region()
-    params = {"client_id": client_id, "region": caller.region}
     statement = _CLIENT_FOR[(for_update, whole, caller.national)]
     if for_update:
         locked = (await session.exec(statement, params=params)).first()
         if locked is None:
             raise NotFound("client not found", code="client_not_found")
         return locked
-    # a read also learns whether the caller sees the whole client, so that its view need not ask again
+    return (await _read(session, statement, params))[0]
+
+
+class Presence(NamedTuple):
+    """Whether the client has any coordination request, work pair or cost decision at all, in any
+    state: a read that finds none need not ask for them (most clients have no cost decision, more
+    than half no pair)."""
+
+    requests: bool
+    pairs: bool
+    decisions: bool
+
+
+async def client_with_presence(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> tuple[Client, Presence]:
+    """``client_for`` for a full read, with the client's ``Presence`` learnt in the same statement."""
+    found = await _read(session, _WITH_PRESENCE[caller.national], _params(caller, client_id))
+    return found[0], Presence(*found[2:])
+
+
+def _params(caller: Caller, client_id: uuid.UUID) -> dict[str, Any]:
+    caller.require(SYSTEM, COORDINATOR, AUDITOR)
+    if not caller.national:
+        assert caller.region is not None
+    return {"client_id": client_id, "region": caller.region}
+
+
+async def _read(session: AsyncSession, statement: Any, params: dict[str, Any]) -> Any:
+    """The row of a read statement (the client, whether the caller sees it whole, anything after),
+    else 404; a read also learns whether the caller sees the whole client, so that its view need not
+    ask again."""
     found = (await session.exec(statement, params=params)).first()
     if found is None:
         raise NotFound("client not found", code="client_not_found")
-    client, full_view = found
+    client, full_view = found[0], found[1]
     session.info.setdefault(FULLY_INVOLVED, {})[client.id] = bool(full_view)
-    return client
+    return found
 
 
 def _client_for_statement(for_update: bool, whole: bool, national: bool) -> Any:
@@ -142,3 +170,16 @@ _CLIENT_FOR = {
     for whole in (False, True)
     for national in (False, True)
 }
+
+
+def _with_presence_statement(national: bool) -> Any:
+    region: BindParameter[str] = bindparam("region")
+    condition = true() if national else held(region)
+    present = [
+        exists(select(model.id).where(col(model.client_id) == Client.id))
+        for model in (CoordinationRequest, WorkPair, CostDecision)
+    ]
+    return select(Client, condition, *present).where(Client.id == bindparam("client_id"), condition)
+
+
+_WITH_PRESENCE = {national: _with_presence_statement(national) for national in (False, True)}

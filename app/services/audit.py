@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Insert, Uuid, bindparam, event, func, insert
+from sqlalchemy import Insert, Uuid, bindparam, event, func
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -223,6 +223,9 @@ _ACCESS = AccessEntry.__table__  # type: ignore[attr-defined]
 _ACCESS_CLIENTS = AccessEntryClient.__table__  # type: ignore[attr-defined]
 INSERT_ACCESS = _ACCESS.insert().returning(_ACCESS.c.id)
 INSERT_ACCESS_CLIENTS = _ACCESS_CLIENTS.insert()
+# one row's insert, sent once per disclosure: a multi-row VALUES statement was built and compiled
+# anew for every request that disclosed (issue 9)
+INSERT_DISCLOSURE = Disclosure.__table__.insert()  # type: ignore[attr-defined]
 
 
 @cache
@@ -298,7 +301,7 @@ async def record_access(
                 disclosure.mac = entry_mac(key, "disclosure", disclosure)
                 disclosures.append(disclosure.model_dump(exclude={"id"}))
         if disclosures:
-            await session.exec(insert(Disclosure).values(disclosures))
+            await connection.execute(INSERT_DISCLOSURE, disclosures[0] if len(disclosures) == 1 else disclosures)
     await session.commit()
 
 

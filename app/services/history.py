@@ -29,7 +29,7 @@ from app.models.pair import WorkPair
 from app.models.request import CoordinationRequest, CoordinationRequestPublic
 from app.models.worker import Worker
 from app.services import costs, pairs, state
-from app.services.access import client_for
+from app.services.access import client_for, client_with_presence
 from app.services.audit import note_organisers
 from app.services.clock import local_date, today
 from app.services.compliance import gap_public
@@ -46,17 +46,19 @@ async def responsibility(
     known_at: dt.datetime | None,
 ) -> ResponsibilityPublic:
     """Organising and residence region with named workers on ``as_of``, as recorded at ``known_at``."""
-    client = await client_for(session, caller, client_id)
-    periods, assignments, gaps = await state.all_rows(session, client.id)
+    client, present = await client_with_presence(session, caller, client_id)
+    # a read: no write follows, so the rows need not be state.all_rows' (kept for the transaction);
+    # the assignments come with their workers' names and roles, one statement fewer (issue 9)
+    of_client = {"client_id": client.id}
+    periods = list(await session.exec(state.PERIODS_OF, params=of_client))
+    assignments = (await session.exec(_ASSIGNMENTS, params=of_client)).all()
+    worker_of = {row.id: (name, role) for row, name, role in assignments}
+    gaps = list(await session.exec(state.GAPS_OF, params=of_client))
     organising_today = state.in_force(periods, today()).get(ORGANISING)
     if organising_today is not None:  # the access entry's disclosure need not look it up again
         note_organisers(session, {client.id: organising_today.region})
-    period_now = {row.responsibility: row for row in in_force(list(periods), as_of, known_at)}
-    assignment_now = {row.responsibility: row for row in in_force(list(assignments), as_of, known_at)}
-    named_ids = [row.worker_id for row in assignment_now.values()]
-    workers = (
-        {worker.id: worker for worker in await session.exec(_WORKERS, params={"ids": named_ids})} if named_ids else {}
-    )
+    period_now = {row.responsibility: row for row in in_force(periods, as_of, known_at)}
+    assignment_now = {row.responsibility: row for row in in_force([row for row, _, _ in assignments], as_of, known_at)}
 
     def held(resp: str) -> HeldResponsibility | None:
         period = period_now.get(resp)
@@ -65,12 +67,12 @@ async def responsibility(
         assignment = assignment_now.get(resp)
         named = None
         if assignment is not None:
-            worker = workers[assignment.worker_id]
+            name, role = worker_of[assignment.id]
             named = NamedWorker(
                 assignment_id=assignment.id,
-                worker_id=worker.id,
-                name=worker.name,
-                role=worker.role,
+                worker_id=assignment.worker_id,
+                name=name,
+                role=role,
                 since=assignment.valid_from,
             )
         return HeldResponsibility(
@@ -89,7 +91,7 @@ async def responsibility(
         and (gap.closed_on is None or gap.closed_on > as_of or (gap.closed_at and gap.closed_at > stamp))
     ]
     status = aftercare.status(client.aftercare_start, client.aftercare_end, as_of)
-    requests = await session.exec(_REQUESTS, params={"client_id": client.id})
+    requests = await session.exec(_REQUESTS, params=of_client) if present.requests else ()
     pending = [
         request
         for request in requests
@@ -97,7 +99,8 @@ async def responsibility(
         and local_date(request.created_at) <= as_of
         and (request.answered_at is None or request.answered_at > stamp or local_date(request.answered_at) > as_of)
     ]
-    pairs_then = pairs.in_force(list(await session.exec(_PAIRS, params={"client_id": client.id})), as_of, stamp)
+    pairs_ever = list(await session.exec(_PAIRS, params=of_client)) if present.pairs else []
+    pairs_then = pairs.in_force(pairs_ever, as_of, stamp)
     return ResponsibilityPublic(
         client_id=client.id,
         as_of=as_of,
@@ -108,13 +111,17 @@ async def responsibility(
         compliance=compliance_status(active=status != "ended", missing=len(missing)),
         missing=missing if status != "ended" else [],
         pairs=[pair_public(pair, as_of, stamp) for pair in pairs_then],
-        cost_decisions=await costs.in_force_for(session, client.id, as_of, stamp),
+        cost_decisions=await costs.in_force_for(session, client.id, as_of, stamp) if present.decisions else [],
         pending_requests=[_as_then(request_public(request, as_of), stamp) for request in pending],
     )
 
 
 # built once: building a statement and its cache key costs more than sending it (issue 9)
-_WORKERS = select(Worker).where(col(Worker.id).in_(bindparam("ids", expanding=True)))
+_ASSIGNMENTS = (
+    select(Assignment, Worker.name, Worker.role)
+    .join(Worker, col(Worker.id) == Assignment.worker_id)
+    .where(Assignment.client_id == bindparam("client_id"))
+)
 _REQUESTS = select(CoordinationRequest).where(CoordinationRequest.client_id == bindparam("client_id"))
 _PAIRS = select(WorkPair).where(WorkPair.client_id == bindparam("client_id"))
 

@@ -121,7 +121,11 @@ async def all_rows(session: AsyncSession, client_id: uuid.UUID) -> Rows:
     return known[client_id]
 
 
-_ALL_ROWS = [select(model).where(col(model.client_id) == bindparam("client_id")) for model in TIMELINE]
+# every row of the client (``client_id``), built once
+PERIODS_OF = select(ResponsibilityPeriod).where(ResponsibilityPeriod.client_id == bindparam("client_id"))
+ASSIGNMENTS_OF = select(Assignment).where(Assignment.client_id == bindparam("client_id"))
+GAPS_OF = select(ComplianceGap).where(ComplianceGap.client_id == bindparam("client_id"))
+_ALL_ROWS = (PERIODS_OF, ASSIGNMENTS_OF, GAPS_OF)  # as TIMELINE
 
 
 def known_periods(session: Session, client_id: uuid.UUID) -> list[ResponsibilityPeriod] | None:

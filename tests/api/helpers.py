@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import CacheStats
 
 from app.services.clock import today
 from tests.conftest import hetu
@@ -85,5 +86,23 @@ def statements_sent(app: Any) -> Iterator[list[str]]:
     event.listen(engine, "before_cursor_execute", note)
     try:
         yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+@contextlib.contextmanager
+def statements_compiled(app: Any) -> Iterator[list[str]]:
+    """The statements the app compiles while the block runs (SQLAlchemy's statement cache missed)."""
+    compiled: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        missed = getattr(context, "cache_hit", None) in (CacheStats.CACHE_MISS, CacheStats.NO_CACHE_KEY)
+        if missed and not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE is a driver string
+            compiled.append(statement)
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield compiled
     finally:
         event.remove(engine, "before_cursor_execute", note)

@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 
 from app.services import chain
 from app.services.clock import today
-from tests.api.helpers import add_worker, assign, register, statements_sent
+from tests.api.helpers import add_worker, assign, register, statements_compiled, statements_sent
 
 DAY = dt.timedelta(days=1)
 
@@ -279,19 +279,39 @@ async def test_reading_a_client_costs_two_statements_logging_included(api, auth,
 
 
 async def test_responsibility_as_of_asks_nothing_it_already_knows(api, auth, app):
-    """The periods it loads name today's organiser for the disclosure; no named worker, no worker query;
-    no cost decision, no answers or successors to look up (was thirteen statements for the residence region)."""
+    """The periods it loads name today's organiser for the disclosure; the named worker comes with its
+    assignment; the client's read says it has no pair or cost decision, so neither is asked for (was
+    thirteen statements for the residence region, then ten)."""
     client = await register(api, sys(auth, "05"))
-    as_of = (today() - 10 * DAY).isoformat()
+    worker = await add_worker(api, coord(auth, "05"), "05")
+    assert (await assign(api, sys(auth, "05"), client["id"], "organising", worker["id"])).status_code == 201
     entry = 1 if app.state.engine.dialect.name == "postgresql" else 2  # the access entry with its index
     for headers, disclosed in ((sys(auth, "05"), 0), (sys(auth, "08"), 1)):  # 08: the residence region
         with statements_sent(app) as sent:
-            response = await api.get(f"/v1/clients/{client['id']}/responsibility?as_of={as_of}", headers=headers)
-        assert response.status_code == 200 and response.json()["organising"]["region"] == "05"
-        # client, periods, assignments, gaps, requests, pairs, cost decisions, access entry (and its index)
-        assert len(sent) == 7 + entry + disclosed, sent
+            response = await api.get(
+                f"/v1/clients/{client['id']}/responsibility?as_of={today().isoformat()}", headers=headers
+            )
+        assert response.status_code == 200, response.text
+        assert response.json()["organising"]["named_worker"]["name"] == worker["name"]
+        # client (with what it has), periods, assignments with their workers, gaps, requests (registration
+        # asked 08 to name a worker), access entry (and its index): no worker, pair or cost decision query
+        assert len(sent) == 5 + entry + disclosed, sent
+        assert not any(s.startswith(("SELECT worker", "SELECT work_pair", "SELECT cost_decision")) for s in sent)
         disclosures = await rows(app, "SELECT from_region, to_region FROM disclosure_log")
         assert [(row["from_region"], row["to_region"]) for row in disclosures] == [("05", "08")] * disclosed
+
+
+async def test_reads_that_disclose_compile_no_statement_once_warm(api, auth, app):
+    """The residence region's reads insert a disclosure: its insert was a multi-row VALUES statement,
+    built and compiled anew for every such read (issue 9)."""
+    client = await register(api, sys(auth, "05"))
+    paths = [f"/v1/clients/{client['id']}", f"/v1/clients/{client['id']}/responsibility?as_of={today().isoformat()}"]
+    for path in paths:
+        assert (await api.get(path, headers=sys(auth, "08"))).status_code == 200  # warms the statement cache
+        with statements_compiled(app) as compiled:
+            response = await api.get(path, headers=sys(auth, "08"))
+        assert response.status_code == 200 and compiled == [], compiled
+    assert len(await rows(app, "SELECT id FROM disclosure_log")) == 2 * len(paths)
 
 
 async def seal(app, *, full: bool = False) -> int:
