@@ -75,11 +75,14 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-async def current_caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Caller:
-    """The verified caller; any failure is a plain 401."""
-    claims = await _verified_claims(request, credentials)
+async def current_caller(request: Request) -> Caller:
+    """The verified caller; any failure is a plain 401.
+
+    It reads the token itself rather than through ``Depends(bearer)``: FastAPI solves a dependency's
+    own dependencies again wherever it is named (five times per request for this one), cache or no
+    cache (issue 9). ``route_guard`` names ``bearer`` once, for the OpenAPI security scheme.
+    """
+    claims = await _verified_claims(request, await bearer(request))
     roles = frozenset(claims.roles)
     purpose = request.headers.get("x-purpose-of-use") or default_purpose(roles)
     if purpose not in PURPOSES:
@@ -112,11 +115,20 @@ async def refuse_unauthenticated(request: Request) -> None:
     token, and an unauthenticated caller must get the same 401 whatever body it sent.
     """
     dependant = getattr(request.scope.get("route"), "dependant", None)
-    if dependant is not None and any(sub.call is current_caller for sub in dependant.dependencies):
+    if dependant is not None and _names_caller(dependant):
         await _verified_claims(request, await bearer(request))
 
 
-async def route_guard(request: Request, caller: Annotated[Caller, Depends(current_caller)]) -> None:
+def _names_caller(dependant: Any) -> bool:
+    """The route's own dependencies (the router's ``route_guard`` is not among them) ask for the caller."""
+    return any(sub.call is current_caller or _names_caller(sub) for sub in dependant.dependencies)
+
+
+async def route_guard(
+    request: Request,
+    caller: Annotated[Caller, Depends(current_caller)],
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
     """What every ``/v1`` route checks once the caller is known, before its session begins: the body's
     media type (a body of the wrong type is refused before it spends the caller's rate limit), then the
     rate limit (in a session of its own, committed before the request's transaction starts: on SQLite

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from app import logs, openapi, problems
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import current_caller, idempotency_guard, route_guard
+from app.deps import idempotency_guard, route_guard
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
 from app.routers import (
@@ -104,8 +104,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     openapi.install(app)
     app.include_router(health.router)
     routes.add(health.router.routes)
-    protected = [
-        Depends(current_caller),
+    protected = [  # route_guard verifies the caller first (its own first dependency)
         Depends(route_guard),
         Depends(idempotency_guard),
     ]
