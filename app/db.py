@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 
@@ -130,11 +131,38 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
     try:
         yield session
     finally:
+        await close_session(session)
+
+
+async def close_session(session: AsyncSession) -> None:
+    """End a request's session (see ``session_scope``); a broken connection is discarded, not raised."""
+    try:
+        await session.close()
+    except SQLAlchemyError:
+        log.warning("database connection lost while ending a request's session: discarded")
+        await session.invalidate()
+
+
+class SessionMiddleware:
+    """Closes the session a request opened (``app.deps.get_session``) once its answer has been sent.
+
+    ``get_session`` is a plain ``async def`` rather than a ``yield`` dependency: FastAPI wraps each
+    of those in an exit stack and a cancel scope, a cost on every request (issue 9).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await session.close()
-        except SQLAlchemyError:
-            log.warning("database connection lost while ending a request's session: discarded")
-            await session.invalidate()
+            await self.app(scope, receive, send)
+        finally:
+            session = scope.get("state", {}).pop(REQUEST_SESSION, None)
+            if session is not None:
+                await close_session(session)
+
+
+REQUEST_SESSION = "silta.session"  # scope["state"]: the request's own session, for SessionMiddleware to close
 
 
 class OuterTransaction:

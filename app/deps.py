@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
-from app.db import session_scope
+from app.db import REQUEST_SESSION
 from app.domain.access import PURPOSES, Caller, default_purpose
 from app.errors import NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
 from app.middleware import ROUTE
@@ -31,16 +31,24 @@ T = TypeVar("T")
 bearer = HTTPBearer(auto_error=False, description="JWT from the deployment's identity provider")
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's session; for an idempotent POST, joined to the transaction that stores its response."""
-    key = idempotency.wanted(request.scope)
-    if key is None:
-        async for session in session_scope(request.app.state.sessionmaker):
-            yield session
-        return
-    call = idempotency.IdempotentCall(request.app.state.sessionmaker, key)
-    request.scope.setdefault("state", {})[idempotency.STATE] = call  # the middleware ends it
-    yield await call.begin()
+async def get_session(request: Request) -> AsyncSession:
+    """The request's session, opened on first use; for an idempotent POST, joined to the transaction
+    that stores its response (``IdempotencyMiddleware`` ends that one, ``SessionMiddleware`` any other)."""
+    state = request.scope.setdefault("state", {})
+    session: AsyncSession | None = state.get(SESSION)
+    if session is None:
+        key = idempotency.wanted(request.scope)
+        if key is None:
+            session = state[REQUEST_SESSION] = request.app.state.sessionmaker()
+        else:
+            call = state[idempotency.STATE] = idempotency.IdempotentCall(request.app.state.sessionmaker, key)
+            session = await call.begin()
+        state[SESSION] = session
+    return session
+
+
+SESSION = "silta.request_session"  # scope["state"]: what get_session returned (the same all request long)
+CALLER = "silta.caller"  # scope["state"]: the verified caller, once current_caller has run
 
 
 async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -87,7 +95,7 @@ async def current_caller(request: Request) -> Caller:
     purpose = request.headers.get("x-purpose-of-use") or default_purpose(roles)
     if purpose not in PURPOSES:
         raise ValidationFailed(f"X-Purpose-Of-Use must be one of: {', '.join(sorted(PURPOSES))}")
-    return Caller(
+    caller = request.scope.setdefault("state", {})[CALLER] = Caller(
         subject=claims.sub,
         roles=roles,
         region=claims.region,
@@ -95,6 +103,7 @@ async def current_caller(request: Request) -> Caller:
         request_id=request.scope.get("state", {}).get("request_id"),
         purpose=purpose,
     )
+    return caller
 
 
 async def _verified_claims(request: Request, credentials: HTTPAuthorizationCredentials | None) -> TokenClaims:
@@ -132,10 +141,16 @@ async def route_guard(
     """What every ``/v1`` route checks once the caller is known, before its session begins: the body's
     media type (a body of the wrong type is refused before it spends the caller's rate limit), then the
     rate limit (in a session of its own, committed before the request's transaction starts: on SQLite
-    an idempotent request's transaction would hold the write lock). One dependency rather than two:
-    FastAPI's cost per request grows with the number of dependencies (issue 9)."""
+    an idempotent request's transaction would hold the write lock), then an Idempotency-Key (replay or
+    refuse a POST whose key was seen before). One dependency rather than three: FastAPI's cost per
+    request grows with the number of dependencies (issue 9)."""
     await media_type_guard(request)
     await rate_limit_guard(request, caller)
+    if idempotency.wanted(request.scope) is not None:
+        await get_session(request)  # begins the idempotent transaction, in which the key is claimed
+        call: idempotency.IdempotentCall = request.scope["state"][idempotency.STATE]
+        body = await request.body()
+        await call.claim(caller.subject, request.method, request.url.path, request.url.query, body)
 
 
 async def rate_limit_guard(request: Request, caller: Caller) -> None:
@@ -149,18 +164,6 @@ async def rate_limit_guard(request: Request, caller: Caller) -> None:
     async with request.app.state.sessionmaker() as session:
         now = request.app.state.rate_limit_clock()
         await rate_limit.admit(session, subject=caller.subject, endpoint_class=endpoint_class, rate=rate, now=now)
-
-
-async def idempotency_guard(
-    request: Request,
-    caller: Annotated[Caller, Depends(current_caller)],
-    session: Annotated[AsyncSession, Depends(get_session)],
-) -> None:
-    """Replay or refuse a POST whose Idempotency-Key was seen before (see app.services.idempotency)."""
-    call = request.scope.get("state", {}).get(idempotency.STATE)
-    if call is not None:
-        body = await request.body()
-        await call.claim(caller.subject, request.method, request.url.path, request.url.query, body)
 
 
 JSON = "application/json"
@@ -249,28 +252,29 @@ async def conditional(request: Request, session: Annotated[AsyncSession, Depends
 
 
 class AccessLog:
-    """What a route that answers with personal data calls before it returns: who saw which clients."""
+    """What a route that answers with personal data calls before it returns: who saw which clients.
 
-    def __init__(self, request: Request, session: AsyncSession, caller: Caller) -> None:
-        self.request, self.session, self.caller = request, session, caller
+    It takes the request's session and caller from the request (``get_session``, ``current_caller``)
+    instead of depending on them: each dependency named costs FastAPI a solve per request (issue 9).
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
 
     async def record(self, client_ids: Iterable[uuid.UUID]) -> None:
+        state = self.request.scope["state"]
         await record_access(
-            self.session,
-            self.caller,
+            await get_session(self.request),
+            state[CALLER],
             method=self.request.method,
-            endpoint=self.request.scope.get("state", {}).get(ROUTE, "unmatched"),  # the template, never ids
+            endpoint=state.get(ROUTE, "unmatched"),  # the template, never ids
             client_ids=client_ids,
             enabled=self.request.app.state.settings.audit_access_log,
         )
 
 
-async def get_access_log(
-    request: Request,
-    session: Annotated[AsyncSession, Depends(get_session)],
-    caller: Annotated[Caller, Depends(current_caller)],
-) -> AccessLog:
-    return AccessLog(request, session, caller)
+async def get_access_log(request: Request) -> AccessLog:
+    return AccessLog(request)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -13,8 +13,8 @@ from fastapi.routing import APIRoute
 
 from app import logs, openapi, problems
 from app.config import Settings, get_settings
-from app.db import make_engine, make_sessionmaker
-from app.deps import idempotency_guard, route_guard
+from app.db import SessionMiddleware, make_engine, make_sessionmaker
+from app.deps import route_guard
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
 from app.routers import (
@@ -104,14 +104,12 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     openapi.install(app)
     app.include_router(health.router)
     routes.add(health.router.routes)
-    protected = [  # route_guard verifies the caller first (its own first dependency)
-        Depends(route_guard),
-        Depends(idempotency_guard),
-    ]
+    protected = [Depends(route_guard)]  # it verifies the caller first (its own first dependency)
     for module in ROUTERS:
         app.include_router(module.router, prefix="/v1", dependencies=protected)
         routes.add(module.router.routes, prefix="/v1")
     routes.add(app.routes)  # FastAPI's own: /openapi.json, /docs
+    app.add_middleware(SessionMiddleware)
     app.add_middleware(IdempotencyMiddleware, on_error=problems.of)
     app.add_middleware(BodyLimitMiddleware, on_too_large=problems.too_large)
     app.add_middleware(ObserveMiddleware, routes=routes, metrics=app.state.metrics)
