@@ -109,6 +109,21 @@ def test_the_assignment_write_is_compared_with_the_bare_insert_not_the_read(repo
     assert ok["`POST .../assignments` req/s of the bare insert, c=16"] is True
 
 
+def test_a_ratio_with_error_answers_is_not_judged_and_the_summary_says_so(report_module):
+    results = passing_results()
+    results[9] = measured("silta.assign", 16, 900)  # would pass: 900 / 800
+    results[9]["median"]["errors"] = 1969  # but the writes ran out and answered 409, cheaper than a write
+    verdicts = report_module.verdicts(report_of(results))
+    row = next(v for v in verdicts if v["target"] == "`POST .../assignments` req/s of the bare insert, c=16")
+    assert row["ok"] is None
+    assert row["note"] == "not judged: 1,969 answers were errors (non-2xx or socket)"
+    assert by_target(verdicts)["`POST .../assignments` req/s of the bare insert, c=4"] is True
+    assert report_module.status_line(verdicts) == (
+        f"{len(verdicts) - 1} of {len(verdicts)} targets met; "
+        "not judged: `POST .../assignments` req/s of the bare insert, c=16."
+    )
+
+
 def test_as_of_may_cost_twice_a_client_read_and_no_more(report_module):
     results = passing_results()
     results[2] = measured("silta.as_of", 4, 300)  # 300 / 600: exactly half the client read's rate
