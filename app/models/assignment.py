@@ -6,11 +6,13 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from sqlalchemy import CheckConstraint, Index, String, text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import CheckConstraint, ColumnElement, Index, String, func, literal_column, text
+from sqlmodel import Field, SQLModel, col
 
 from app.models import examples as ex
 from app.models.common import Day, InputModel, Responsibility, UTCDateTime, enum_check, new_id, timestamp_field
+
+OPEN_END = "9999-12-31"  # an open assignment's end, as ``ix_assignment_in_force`` sorts it
 
 
 class Assignment(SQLModel, table=True):
@@ -31,10 +33,12 @@ class Assignment(SQLModel, table=True):
         ),
         Index("ix_assignment_worker", "worker_id", "valid_to"),
         Index("ix_assignment_region", "region", "valid_to"),
-        # the caseload counts read a region's in-force assignments from this index alone
+        # the caseload counts read a region's assignments in force on a day as one range of this
+        # index (``ends_after``): an open end sorts last, so ended ones are never visited
         Index(
-            "ix_assignment_load",
+            "ix_assignment_in_force",
             "region",
+            text(f"coalesce(valid_to, '{OPEN_END}')"),
             "worker_id",
             "client_id",
             "valid_from",
@@ -55,6 +59,13 @@ class Assignment(SQLModel, table=True):
     recorded_at: dt.datetime = timestamp_field()
     valid_to_recorded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     retracted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+def ends_after(on: dt.date) -> ColumnElement[bool]:
+    """SQL: the assignment has not ended by ``on`` (open, or ending later), in the form
+    ``ix_assignment_in_force`` answers as one range. The open end is SQL text, not a parameter:
+    PostgreSQL matches an expression index only to the same expression with the same constant."""
+    return func.coalesce(col(Assignment.valid_to), literal_column(f"'{OPEN_END}'")) > on
 
 
 class AssignmentCreate(InputModel):

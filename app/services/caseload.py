@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain import caseload as rules
 from app.domain.access import ADMIN, AUDITOR, COORDINATOR, SYSTEM, Caller
 from app.errors import Forbidden, NotFound, Unprocessable
-from app.models.assignment import Assignment, ComplianceGap
+from app.models.assignment import Assignment, ComplianceGap, ends_after
 from app.models.caseload import (
     CaseloadOverview,
     CaseloadReport,
@@ -104,7 +104,7 @@ def _named_on(on: dt.date, region: str | None) -> Any:
         .where(
             col(Assignment.retracted_at).is_(None),
             col(Assignment.valid_from) <= on,
-            or_(col(Assignment.valid_to).is_(None), col(Assignment.valid_to) > on),
+            ends_after(on),
             col(Client.aftercare_start) <= on,
             col(Client.aftercare_end) >= on,
         )

@@ -10,13 +10,13 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, func, select, text
 
 from app.domain.access import SYSTEM, Caller
 from app.errors import Forbidden
 from app.models.caseload import CaseloadOverview
 from app.models.common import utcnow
-from app.services.caseload import OverviewSnapshot, overview
+from app.services.caseload import OverviewSnapshot, _named_on, overview
 from app.services.clock import today
 from tests.api.helpers import add_worker, assign, register
 
@@ -490,3 +490,22 @@ async def test_a_failed_computation_leaves_a_stale_overview_stale(app, auth, mon
         assert snapshot.current(today()) is None  # still stale: the next caller computes
         again = await overview(session, admin, snapshot)
     assert again is not first and again.computed_at > first.computed_at
+
+
+async def test_a_regions_assignments_in_force_are_read_from_the_in_force_index(app, backend, api, auth, region08):
+    """The load count's "not ended by the day" must stay the exact expression ``ix_assignment_in_force``
+    indexes (a parameter instead of the open end's literal, or another form, and the database scans)."""
+    named = _named_on(today(), "08")
+    async with app.state.engine.connect() as conn:
+        counting = select(func.count()).select_from(named)
+        query = counting.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})
+        if backend[0] == "postgresql":
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))  # a handful of rows: any plan is cheap
+            plan = "\n".join(row[0] for row in await conn.execute(text(f"EXPLAIN {query}")))
+        else:
+            plan = "\n".join(row[-1] for row in await conn.execute(text(f"EXPLAIN QUERY PLAN {query}")))
+        counted = (await conn.execute(text(str(query)))).scalar_one()
+    assert "ix_assignment_in_force" in plan, plan
+    if backend[0] == "postgresql":  # the day bounds the range, not a filter over every assignment of the region
+        assert any("Index Cond" in line and "COALESCE(valid_to" in line for line in plan.splitlines()), plan
+    assert counted == 4  # the fixture's four clients, named by its busy counsellor
