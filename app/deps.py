@@ -33,13 +33,16 @@ bearer = HTTPBearer(auto_error=False, description="JWT from the deployment's ide
 
 async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened on first use; for an idempotent POST, joined to the transaction
-    that stores its response (``IdempotencyMiddleware`` ends that one, ``SessionMiddleware`` any other)."""
+    that stores its response (``IdempotencyMiddleware`` ends that one, ``SessionMiddleware`` any other).
+    A GET's statements commit one by one on PostgreSQL (``app.db.read_engine``)."""
     state = request.scope.setdefault("state", {})
     session: AsyncSession | None = state.get(SESSION)
     if session is None:
         key = idempotency.wanted(request.scope)
         if key is None:
-            session = state[REQUEST_SESSION] = request.app.state.sessionmaker()
+            reading = request.scope["method"] in READS
+            maker = request.app.state.read_sessionmaker if reading else request.app.state.sessionmaker
+            session = state[REQUEST_SESSION] = maker()
         else:
             call = state[idempotency.STATE] = idempotency.IdempotentCall(request.app.state.sessionmaker, key)
             session = await call.begin()
@@ -47,6 +50,7 @@ async def get_session(request: Request) -> AsyncSession:
     return session
 
 
+READS = frozenset({"GET", "HEAD"})  # methods that change nothing but the access log
 SESSION = "silta.request_session"  # scope["state"]: what get_session returned (the same all request long)
 CALLER = "silta.caller"  # scope["state"]: the verified caller, once current_caller has run
 

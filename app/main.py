@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from app import logs, openapi, problems
 from app.config import Settings, get_settings
-from app.db import SessionMiddleware, make_engine, make_sessionmaker
+from app.db import SessionMiddleware, make_engine, make_sessionmaker, read_engine
 from app.deps import route_guard
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, ObserveMiddleware, RequestIdMiddleware, RouteTable
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     vault = Vault(settings.identity_key_path, create=settings.identity_key_file is None)
     info = {MAC_KEY: audit_key, VAULT: vault, NO_CHANGE_LOG: not settings.audit_change_log}
     factory = make_sessionmaker(engine, sync_session_class=AuditedSession, info=info)
+    reads = make_sessionmaker(read_engine(engine), sync_session_class=AuditedSession, info=info)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, jwks_transport: httpx.AsyncB
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = factory
+    app.state.read_sessionmaker = reads  # GET requests' sessions (see app.db.read_engine)
     app.state.audit_key = audit_key
     app.state.keys = KeyStore(settings, transport=jwks_transport)
     app.state.rate_limit_clock = time.time  # tests replace it to let a window pass without sleeping

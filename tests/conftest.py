@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from app.config import Settings
 from app.main import create_app
@@ -127,9 +127,26 @@ def settings(
     )
 
 
+ACCESS_TABLES = ("access_log", "access_log_client", "disclosure_log")
+
+
+def refuse_writes_in_reads(statement: str) -> None:
+    """A GET's statements commit one by one on PostgreSQL (app.db.read_engine): nothing but its access
+    entry may be written there, or a failure half-way would leave half a change behind."""
+    words = statement.lstrip().split(None, 3)
+    if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE", "WITH"):
+        written = [table for table in ACCESS_TABLES if f" {table} " in f" {statement} "]
+        changes = any(verb in statement.upper() for verb in ("INSERT ", "UPDATE ", "DELETE "))
+        if changes and not written:
+            raise AssertionError(f"a read request wrote outside the access log: {statement[:200]}")
+
+
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
+    reads = application.state.read_sessionmaker.kw["bind"]
+    if reads is not application.state.engine:  # PostgreSQL: every API test checks what its reads write
+        event.listen(reads.sync_engine, "before_cursor_execute", lambda *args: refuse_writes_in_reads(args[2]))
     yield application
     await application.state.engine.dispose()
 

@@ -29,9 +29,11 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Insert, Uuid, bindparam, event, func
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db import in_autocommit
 from app.domain.access import Caller
 from app.models.audit import AccessEntry, AccessEntryClient, ChangeEvent, ChangeEventClient, Disclosure
 from app.models.client import ResponsibilityPeriod
@@ -275,7 +277,31 @@ async def record_access(
         "client_ids": [str(client_id) for client_id in ids],
     }
     entry["mac"] = columns_mac(key, "access", entry)
+    disclosed = [
+        (client_id, organiser)
+        for client_id, organiser in organisers
+        if caller.region is not None and organiser and organiser != caller.region
+    ]
     connection = await session.connection()
+    if disclosed and in_autocommit(connection):  # a read's session: the entry and its disclosures at once
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        async with driver.transaction():
+            await _write_access(connection, key, caller, entry, ids, disclosed)
+    else:  # one statement, or in the request's own transaction
+        await _write_access(connection, key, caller, entry, ids, disclosed)
+    await session.commit()
+
+
+async def _write_access(
+    connection: AsyncConnection,
+    key: bytes,
+    caller: Caller,
+    entry: dict[str, Any],
+    ids: list[uuid.UUID],
+    disclosed: list[tuple[uuid.UUID, str]],
+) -> None:
+    """Insert the access entry, its client rows and a disclosure per (client, organiser) in ``disclosed``."""
     if connection.dialect.name == "postgresql":
         inserted = await connection.execute(_access_with_clients(), {**entry, "client_id_list": ids})
         entry_id = inserted.scalars().first()  # the entry's id, once per client row
@@ -284,26 +310,23 @@ async def record_access(
         entry_id = (await connection.execute(INSERT_ACCESS, entry)).scalar_one()
         rows = [{"entry_id": entry_id, "client_id": client_id} for client_id in ids]
         await connection.execute(INSERT_ACCESS_CLIENTS, rows[0] if len(rows) == 1 else rows)
-    if caller.region is not None:
-        disclosures = []
-        for client_id, organiser in organisers:
-            if organiser and organiser != caller.region:
-                disclosure: dict[str, Any] = {  # Disclosure's columns, as the access entry's (no ORM instance)
-                    "occurred_at": entry["occurred_at"],
-                    "access_id": entry_id,
-                    "client_id": client_id,
-                    "from_region": organiser,
-                    "to_region": caller.region,
-                    "basis": _basis(caller),
-                    "purpose": caller.purpose,
-                    "actor": caller.subject,
-                    "request_id": caller.request_id,
-                }
-                disclosure["mac"] = columns_mac(key, "disclosure", disclosure)
-                disclosures.append(disclosure)
-        if disclosures:
-            await connection.execute(INSERT_DISCLOSURE, disclosures[0] if len(disclosures) == 1 else disclosures)
-    await session.commit()
+    disclosures = []
+    for client_id, organiser in disclosed:
+        disclosure: dict[str, Any] = {  # Disclosure's columns, as the access entry's (no ORM instance)
+            "occurred_at": entry["occurred_at"],
+            "access_id": entry_id,
+            "client_id": client_id,
+            "from_region": organiser,
+            "to_region": caller.region,
+            "basis": _basis(caller),
+            "purpose": caller.purpose,
+            "actor": caller.subject,
+            "request_id": caller.request_id,
+        }
+        disclosure["mac"] = columns_mac(key, "disclosure", disclosure)
+        disclosures.append(disclosure)
+    if disclosures:
+        await connection.execute(INSERT_DISCLOSURE, disclosures[0] if len(disclosures) == 1 else disclosures)
 
 
 def note_organisers(session: AsyncSession, organisers: dict[uuid.UUID, str | None]) -> None:

@@ -683,3 +683,65 @@ async def test_a_regional_auditor_sees_only_its_own_clients_in_access_entries(ap
     entries = (await api.get("/v1/audit/access-log", headers=auth("auditor", region="05"))).json()["items"]
     named = {client for entry in entries for client in entry["client_ids"]}
     assert world["cid"] in named and other["id"] not in named
+
+
+@pytest.fixture
+def transactions(app, monkeypatch):
+    """Transactions the driver starts (PostgreSQL only: asyncpg's BEGIN), counted while the test runs."""
+    if app.state.engine.dialect.name != "postgresql":
+        pytest.skip("reads commit statement by statement on PostgreSQL only (app.db.read_engine)")
+    import asyncpg
+
+    started: list[str] = []
+    begin = asyncpg.Connection.transaction
+
+    def counting(self, *args, **kwargs):  # noqa: ANN001, ANN202 - asyncpg's signature
+        started.append("BEGIN")
+        return begin(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "transaction", counting)
+    return started
+
+
+async def test_a_read_sends_no_begin_and_a_write_does(api, auth, app, transactions):
+    """A GET's SELECT and its access entry (one statement) need no transaction around them: the BEGIN
+    and COMMIT were half a client read's round trips (issue 9). A write keeps its transaction."""
+    client = await register(api, sys(auth, "05"))
+    transactions.clear()
+    assert (await api.get(f"/v1/clients/{client['id']}", headers=sys(auth, "05"))).status_code == 200
+    assert transactions == []
+    assert [row["endpoint"] for row in await accesses(app)][-1] == "/v1/clients/{client_id}"
+    await register(api, sys(auth, "05"))
+    assert transactions  # the registration's own transaction (and its rate limit's)
+
+
+async def test_a_read_that_discloses_writes_its_entry_and_disclosure_in_one_transaction(api, auth, app, transactions):
+    client = await register(api, sys(auth, "05"))
+    transactions.clear()
+    assert (await api.get(f"/v1/clients/{client['id']}", headers=sys(auth, "08"))).status_code == 200
+    assert transactions == ["BEGIN"]  # the residence region is shown 05's data: entry and disclosure together
+    assert len(await rows(app, "SELECT id FROM disclosure_log")) == 1
+
+
+async def test_a_disclosure_that_fails_takes_its_access_entry_with_it(api, auth, app, transactions, monkeypatch):
+    """Nothing half-stored: an access entry is never left without the disclosure it made."""
+    from app.services import audit
+
+    client = await register(api, sys(auth, "05"))
+    before = len(await rows(app, "SELECT id FROM access_log"))
+    monkeypatch.setattr(audit, "INSERT_DISCLOSURE", text("SELECT 1 / 0"))  # fails after the entry is in
+    response = await api.get(f"/v1/clients/{client['id']}", headers=sys(auth, "08"))
+    assert response.status_code >= 500  # (the driver's error is answered as the database's)
+    assert len(await rows(app, "SELECT id FROM access_log")) == before
+    assert await rows(app, "SELECT id FROM disclosure_log") == []
+    monkeypatch.undo()
+    assert (await api.get(f"/v1/clients/{client['id']}", headers=sys(auth, "08"))).status_code == 200
+    assert len(await rows(app, "SELECT id FROM access_log")) == before + 1  # the connection came back clean
+
+
+async def test_the_suites_guard_refuses_a_write_in_a_reads_session(app, transactions):
+    """conftest's listener: every API test on PostgreSQL fails if a GET writes outside the access log."""
+    async with app.state.read_sessionmaker() as session:
+        connection = await session.connection()
+        with pytest.raises(AssertionError, match="a read request wrote outside the access log"):
+            await connection.execute(text("UPDATE region SET grace_days = grace_days WHERE code = 'zz'"))
