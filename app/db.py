@@ -124,11 +124,11 @@ def read_engine(engine: AsyncEngine) -> AsyncEngine:
     """The engine a read request's session uses: on PostgreSQL the same pool in autocommit.
 
     A read sends its SELECTs and its access-log entry; in a transaction that was a BEGIN and a
-    COMMIT besides, two of four round trips and about 8 % of a client read's server CPU (issue 9).
-    Under READ COMMITTED every statement sees its own snapshot anyway, so the SELECTs see what they
-    saw before; the access entry with its clients is one statement, and an entry with disclosures
-    is written in a transaction of its own (``app.services.audit.record_access``). SQLite keeps its
-    transactions: there a read holds the only connection, and nothing is saved by dropping them.
+    COMMIT besides, two of a client read's four round trips (interleaved A/B: 1.7 % of its server
+    CPU, 2.7 % of its throughput; issue 9). Under READ COMMITTED every statement sees its own
+    snapshot anyway, so the SELECTs see what they saw before; the access entry with its clients is
+    one statement, and an entry with disclosures is written in a transaction of its own
+    (``app.services.audit.record_access``). SQLite keeps its transactions.
     """
     if engine.dialect.name != "postgresql":
         return engine
