@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -74,6 +74,18 @@ async def assign(
 
 
 @contextlib.contextmanager
+def _listening(app: Any, note: Callable[..., None]) -> Iterator[None]:
+    """``note`` sees every statement the app sends while the block runs (reads' engine included:
+    its options engine shares the app engine's listeners)."""
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+@contextlib.contextmanager
 def statements_sent(app: Any) -> Iterator[list[str]]:
     """The SQL statements the app sends while the block runs (BEGIN and COMMIT are not statements)."""
     sent: list[str] = []
@@ -82,12 +94,8 @@ def statements_sent(app: Any) -> Iterator[list[str]]:
         if not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE goes through the cursor
             sent.append(statement)
 
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", note)
-    try:
+    with _listening(app, note):
         yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
 
 
 @contextlib.contextmanager
@@ -100,9 +108,5 @@ def statements_compiled(app: Any) -> Iterator[list[str]]:
         if missed and not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE is a driver string
             compiled.append(statement)
 
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", note)
-    try:
+    with _listening(app, note):
         yield compiled
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
