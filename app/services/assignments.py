@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -62,7 +63,7 @@ async def create_assignment(
     worker_id = data.worker_id
     if worker_id == "suggested":
         worker_id = await _suggested(session, caller, client_id, data)
-    worker = (await session.exec(select(Worker).where(Worker.id == worker_id).with_for_update(read=True))).first()
+    worker = (await session.exec(_WORKER_SHARED, params={"worker_id": worker_id})).first()
     client = await client_for(session, caller, client_id, for_update=True)
     if worker is None:
         raise Unprocessable("no such worker", code="worker_not_found")
@@ -90,6 +91,9 @@ async def create_assignment(
     await reconcile(session, caller, client, cause="assigned")
     await session.commit()
     return assignment_public(assignment, worker)
+
+
+_WORKER_SHARED = select(Worker).where(Worker.id == bindparam("worker_id")).with_for_update(read=True)
 
 
 def new_assignment(

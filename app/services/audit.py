@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Insert, Uuid, bindparam, event, func
+from sqlalchemy import Select, Uuid, bindparam, event, func
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Session, SQLModel, col, select
@@ -179,37 +179,44 @@ def write_changes(session: Session, caller: Caller, writes: list[list[dict[str, 
 
 
 def _change_entries(session: Session, caller: Caller, writes: list[list[dict[str, Any]]]) -> list[int | None]:
-    key = mac_key(session)
+    key, actor = mac_key(session), actor_columns(caller)
     entries, touched = [], []
     for changes in writes:
         first = changes[0]
-        clients = list(dict.fromkeys(change["client_id"] for change in changes if change["client_id"]))
-        entry = ChangeEvent(
-            **actor_columns(caller),
-            action=first["action"],
-            entity_type=first["entity_type"],
-            entity_id=first["entity_id"],
-            client_id=uuid.UUID(clients[0]) if clients else None,
-            changes=changes,
-        )
-        entry.mac = entry_mac(key, "change", entry)
-        entries.append(entry.model_dump(exclude={"id"}))
+        clients = [uuid.UUID(client) for client in dict.fromkeys(c["client_id"] for c in changes if c["client_id"])]
+        entry: dict[str, Any] = {  # ChangeEvent's columns, inserted as they are MACed (no ORM instance)
+            **actor,
+            "occurred_at": utcnow(),
+            "action": first["action"],
+            "entity_type": first["entity_type"],
+            "entity_id": first["entity_id"],
+            "client_id": clients[0] if clients else None,
+            "changes": changes,
+        }
+        entry["mac"] = columns_mac(key, "change", entry)
+        entries.append(entry)
         touched.append(clients)
+    if len(entries) == 1 and session.get_bind().dialect.name == "postgresql":  # a request's write
+        return [session.execute(_with_clients("change"), {**entries[0], "client_id_list": touched[0]}).scalar_one()]
     # RETURNING in any order, matched by the MACs (unique: each covers rows and a time of its own), so
     # that SQLite, too, inserts them in one executemany rather than one statement per entry
-    table = ChangeEvent.__table__  # type: ignore[attr-defined]
-    inserted = dict(session.execute(table.insert().returning(table.c.mac, table.c.id), entries).all())
+    inserted = dict(session.execute(INSERT_CHANGE, entries).all())
     if len(inserted) != len(entries):
         raise RuntimeError("two change entries with the same MAC")  # each entry names its own new rows
     ids: list[int | None] = [inserted[entry["mac"]] for entry in entries]
     links = [
-        {"event_id": entry_id, "client_id": uuid.UUID(client)}
+        {"event_id": entry_id, "client_id": client}
         for entry_id, clients in zip(ids, touched, strict=True)
         for client in clients
     ]
     if links:
-        session.execute(ChangeEventClient.__table__.insert(), links)  # type: ignore[attr-defined]
+        session.execute(INSERT_CHANGE_CLIENTS, links)
     return ids
+
+
+_CHANGE = ChangeEvent.__table__  # type: ignore[attr-defined]
+INSERT_CHANGE = _CHANGE.insert().returning(_CHANGE.c.mac, _CHANGE.c.id)
+INSERT_CHANGE_CLIENTS = ChangeEventClient.__table__.insert()  # type: ignore[attr-defined]
 
 
 @event.listens_for(AuditedSession, "after_rollback")
@@ -231,22 +238,23 @@ INSERT_DISCLOSURE = Disclosure.__table__.insert()  # type: ignore[attr-defined]
 
 
 @cache
-def _access_with_clients() -> Insert:
-    """PostgreSQL: the access entry and its client rows in one statement (one round trip); returns the
-    entry's id once per client."""
-    columns = [column for column in _ACCESS.c if column.name != "id"]
+def _with_clients(log: str) -> Select[tuple[int]]:
+    """PostgreSQL: a change or access entry and its client rows in one statement (one round trip); selects
+    the entry's id (the client rows' insert is a CTE of its own, so an entry without clients works too)."""
+    table, clients_table, link = {
+        "change": (_CHANGE, ChangeEventClient.__table__, "event_id"),  # type: ignore[attr-defined]
+        "access": (_ACCESS, _ACCESS_CLIENTS, "entry_id"),
+    }[log]
+    columns = [column for column in table.c if column.name != "id"]
     entry = (
-        _ACCESS.insert()
+        table.insert()
         .values({column.name: bindparam(column.name, type_=column.type) for column in columns})
-        .returning(_ACCESS.c.id)
+        .returning(table.c.id)
         .cte("entry")
     )
     clients = func.unnest(bindparam("client_id_list", type_=postgresql.ARRAY(Uuid())))
-    return (
-        _ACCESS_CLIENTS.insert()
-        .from_select(["entry_id", "client_id"], select(entry.c.id, clients))
-        .returning(_ACCESS_CLIENTS.c.entry_id)
-    )
+    links = clients_table.insert().from_select([link, "client_id"], select(entry.c.id, clients)).cte("links")
+    return select(entry.c.id).add_cte(links)
 
 
 async def record_access(
@@ -303,9 +311,7 @@ async def _write_access(
 ) -> None:
     """Insert the access entry, its client rows and a disclosure per (client, organiser) in ``disclosed``."""
     if connection.dialect.name == "postgresql":
-        inserted = await connection.execute(_access_with_clients(), {**entry, "client_id_list": ids})
-        entry_id = inserted.scalars().first()  # the entry's id, once per client row
-        assert entry_id is not None
+        entry_id = (await connection.execute(_with_clients("access"), {**entry, "client_id_list": ids})).scalar_one()
     else:
         entry_id = (await connection.execute(INSERT_ACCESS, entry)).scalar_one()
         rows = [{"entry_id": entry_id, "client_id": client_id} for client_id in ids]

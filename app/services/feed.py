@@ -30,7 +30,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, case, delete, func, inspect, literal, update
+from sqlalchemy import BigInteger, ColumnElement, Update, bindparam, case, delete, func, inspect, literal, update
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -115,25 +115,40 @@ def _advance(session: Session, counts: dict[str, int]) -> dict[str, int]:
     """
     if len(counts) <= 1:
         return {region: session.execute(_ADVANCE_ONE, {"at": region, "n": n}).one()[1] for region, n in counts.items()}
+    steps = set(counts.values())
+    if len(steps) == 1:  # the usual write: each region gets every change (a cached statement)
+        params: dict[str, Any] = {"regions": sorted(counts), "n": steps.pop()}
+        rows = session.execute(_ADVANCE_EACH, params)
+    else:
+        step = case({region: literal(n, BigInteger) for region, n in counts.items()}, value=_POSITION.c.region)
+        rows = session.execute(_advance_by(step, literal_regions=sorted(counts)))
+    reached = {region: int(last) for region, last in rows}
+    if reached.keys() != counts.keys():
+        raise RuntimeError(f"no feed position for regions {sorted(counts.keys() - reached.keys())}")
+    return reached
+
+
+def _advance_by(step: ColumnElement[Any], literal_regions: list[str] | None = None) -> Update:
+    """UPDATE the positions of the regions (``literal_regions``, else the expanding ``regions`` parameter),
+    locked in region order by a materialized CTE, by ``step``; RETURNING each region and its ``last_seq``."""
+    regions = literal_regions if literal_regions is not None else bindparam("regions", expanding=True)
     locked = (
         select(_POSITION.c.region.label("locked_region"))  # a name of its own: SQLite's RETURNING is unqualified
-        .where(_POSITION.c.region.in_(sorted(counts)))
+        .where(_POSITION.c.region.in_(regions))
         .order_by(_POSITION.c.region)
         .with_for_update()
         .cte("locked")
         .prefix_with("MATERIALIZED")
     )
-    step = case({region: literal(n, BigInteger) for region, n in counts.items()}, value=_POSITION.c.region)
-    statement = (
+    return (
         update(_POSITION)
         .where(_POSITION.c.region == locked.c.locked_region)
         .values(last_seq=_POSITION.c.last_seq + step)
         .returning(_POSITION.c.region, _POSITION.c.last_seq)
     )
-    reached = {region: int(last) for region, last in session.execute(statement)}
-    if reached.keys() != counts.keys():
-        raise RuntimeError(f"no feed position for regions {sorted(counts.keys() - reached.keys())}")
-    return reached
+
+
+_ADVANCE_EACH = _advance_by(bindparam("n", type_=BigInteger))  # built once: building it was 3 % of a write's CPU
 
 
 def _event(

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, true
+from sqlalchemy import ColumnElement, bindparam, or_, true
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -228,14 +228,22 @@ async def create_request(
 async def _open_of(
     session: AsyncSession, client_id: uuid.UUID, kinds: Iterable[str], to_region: str | None = None
 ) -> list[CoordinationRequest]:
-    statement = select(CoordinationRequest).where(
-        CoordinationRequest.client_id == client_id,
+    statement = _OPEN_OF if to_region is None else _OPEN_OF_TO
+    params = {"client_id": client_id, "kinds": list(kinds), "to_region": to_region}
+    return list((await session.exec(statement, params=params)).all())
+
+
+# built once: building it on every call was about 3 % of a POST assignment's server CPU (py-spy)
+_OPEN_OF = (
+    select(CoordinationRequest)
+    .where(
+        CoordinationRequest.client_id == bindparam("client_id"),
         CoordinationRequest.status == RequestStatus.open,
-        col(CoordinationRequest.kind).in_(list(kinds)),
+        col(CoordinationRequest.kind).in_(bindparam("kinds", expanding=True)),
     )
-    if to_region is not None:
-        statement = statement.where(CoordinationRequest.to_region == to_region)
-    return list((await session.exec(statement.with_for_update())).all())
+    .with_for_update()
+)
+_OPEN_OF_TO = _OPEN_OF.where(CoordinationRequest.to_region == bindparam("to_region"))
 
 
 def settle(
