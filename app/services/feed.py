@@ -28,9 +28,26 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Update, bindparam, case, delete, func, inspect, literal, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    String,
+    Update,
+    Uuid,
+    bindparam,
+    case,
+    delete,
+    func,
+    inspect,
+    literal,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -83,18 +100,90 @@ def publish(session: Session, writes: list[tuple[list[dict[str, Any]], int | Non
                 pending[region].append(
                     _event(change, region, client_id, change_event_id, occurred_at, responsibility, protected)
                 )
+    if not pending:
+        return []
+    in_one = session.get_bind().dialect.name == "postgresql"
+    subscriptions: Sequence[outbox.Subscription]
+    if in_one:
+        reached, subscriptions = _publish_in_one(session, pending, occurred_at)
+    else:
+        subscriptions = outbox.subscriptions(session, set(pending))  # before the locks below, held until commit
+        reached = _advance(session, {region: len(events) for region, events in pending.items()})
     rows: list[dict[str, Any]] = []
-    subscriptions = outbox.subscriptions(session, set(pending))  # before the locks below, held until commit
-    reached = _advance(session, {region: len(events) for region, events in pending.items()})
     for region in sorted(pending):
         events = pending[region]
         for offset, event in enumerate(events):
             event["seq"] = reached[region] - len(events) + 1 + offset
         rows.extend(events)
-    if rows:
+    if not in_one:
         session.execute(_INSERT_EVENTS, rows)
-        outbox.enqueue(session, rows, subscriptions)
+    outbox.enqueue(session, rows, subscriptions)
     return rows
+
+
+# PostgreSQL: what SQLite does in three statements (the regions' subscriptions, the positions moved on
+# under their locks, the events inserted) in one, with the positions locked in region order as below.
+# Each event row carries ``back``: how far before its region's new ``last_seq`` its seq lies.
+_PUBLISH = (
+    text(
+        """
+WITH locked AS MATERIALIZED (
+    SELECT region FROM feed_position WHERE region = ANY(:regions) ORDER BY region FOR UPDATE
+), advanced AS (
+    UPDATE feed_position AS p SET last_seq = p.last_seq + (CAST(:counts AS jsonb) ->> p.region)::bigint
+    FROM locked WHERE p.region = locked.region
+    RETURNING p.region, p.last_seq
+), inserted AS (
+    INSERT INTO feed_event (region, seq, type, occurred_at, client_id, entity_type, entity_id, change_event_id, data)
+    SELECT e.region, a.last_seq - e.back, e.type, :occurred_at, e.client_id, e.entity_type, e.entity_id,
+           e.change_event_id, e.data
+    FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(region text, back bigint, type text, client_id uuid,
+         entity_type text, entity_id text, change_event_id bigint, data jsonb)
+    JOIN advanced AS a ON a.region = e.region
+)
+SELECT a.region, a.last_seq, s.id, s.event_types
+FROM advanced AS a LEFT JOIN webhook_subscription AS s ON s.region = a.region AND s.active
+"""
+    )
+    .bindparams(
+        bindparam("regions", type_=postgresql.ARRAY(String)),
+        bindparam("counts", type_=postgresql.JSONB),
+        bindparam("events", type_=postgresql.JSONB),
+        bindparam("occurred_at", type_=DateTime(timezone=True)),
+    )
+    .columns(region=String, last_seq=BigInteger, id=Uuid, event_types=postgresql.JSONB)
+)
+
+
+def _publish_in_one(
+    session: Session, pending: dict[str, list[dict[str, Any]]], occurred_at: dt.datetime
+) -> tuple[dict[str, int], list[outbox.Subscription]]:
+    """PostgreSQL: insert the pending events with their seqs; each region's new ``last_seq``, and the
+    active subscriptions of the regions (read in the statement's snapshot, taken before its locks)."""
+    events = [
+        {
+            **{key: event[key] for key in ("region", "type", "entity_type", "entity_id", "change_event_id", "data")},
+            "back": len(region_events) - 1 - offset,
+            "client_id": str(event["client_id"]) if event["client_id"] else None,
+        }
+        for region_events in pending.values()
+        for offset, event in enumerate(region_events)
+    ]
+    params = {
+        "regions": sorted(pending),
+        "counts": {region: len(region_events) for region, region_events in pending.items()},
+        "events": events,
+        "occurred_at": occurred_at,
+    }
+    reached: dict[str, int] = {}
+    subscriptions: list[outbox.Subscription] = []
+    for region, last_seq, subscription_id, types in session.execute(_PUBLISH, params):
+        reached[region] = int(last_seq)
+        if subscription_id is not None:
+            subscriptions.append((subscription_id, region, types))
+    if reached.keys() != pending.keys():
+        raise RuntimeError(f"no feed position for regions {sorted(pending.keys() - reached.keys())}")
+    return reached, subscriptions
 
 
 _POSITION = FeedPosition.__table__  # type: ignore[attr-defined]
