@@ -5,7 +5,7 @@ its changes become feed events for each region concerned — the regions holding
 the regions the changed resource names (a worker's region, a request's two regions, a pair's two
 sides, a cost decision's parties). Sequence numbers are handed out *there, at the very end of the
 transaction*, by ``UPDATE feed_position SET last_seq = last_seq + n ... RETURNING`` on each
-region's row, in region order.
+region's row, in region order (on PostgreSQL in the one statement that also inserts the events).
 
 Why a reader can never skip an event that commits late: that UPDATE locks the region's row until
 the transaction commits. The next writer to the same region waits for the lock and — once the
