@@ -507,12 +507,13 @@ def latest_imports() -> dict[str, Any]:
     name = f"results/{files[-1].with_suffix('.md').name}"
     if run.get("seconds") is None:
         return {"text": f"see {name}"}
+    cpu = data["machine"].get("cpu")
     text = (
         f"{run['seconds']:.1f} s in-process, {http.get('seconds', float('nan')):.1f} s over HTTP on PostgreSQL "
-        f"(code {data['machine'].get('git')}, load {data['machine']['load_average_at_start'][0]:.1f} at its start): "
-        f"not re-measured here (it needs a fresh database; about a minute), see {name}"
+        f"(code {data['machine'].get('git')}, {cpu}, load {data['machine']['load_average_at_start'][0]:.1f} at its "
+        f"start): not re-measured here (it needs a fresh database; about a minute), see {name}"
     )
-    return {"seconds": run["seconds"], "file": name, "text": text}
+    return {"seconds": run["seconds"], "file": name, "text": text, "cpu": cpu}
 
 
 def sqlite_part(args: argparse.Namespace, procs: Processes, work: Path, report: dict[str, Any]) -> None:
@@ -681,6 +682,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def rewrite(path: Path) -> int:
     """Write a run's Markdown again from its ``.json`` (a format change); RESULTS.md too if it is the latest run."""
     report = json.loads(path.read_text())
+    imports = report.get("imports") or {}
+    cited = harness.RESULTS_DIR / Path(imports.get("file", "")).with_suffix(".json").name
+    if imports.get("file") and "cpu" not in imports and cited.is_file():  # a report from before the CPU was noted
+        imports["cpu"] = json.loads(cited.read_text())["machine"].get("cpu")
     report["verdicts"] = national_report.verdicts(report)
     path.with_suffix(".md").write_text(national_report.markdown(report))
     latest = sorted(harness.RESULTS_DIR.glob("national-*.json"))[-1:]

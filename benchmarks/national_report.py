@@ -81,6 +81,12 @@ def _ratio_rows(found: dict[tuple[str, int], dict[str, Any]], key: str, base: st
     return rows
 
 
+def _elsewhere(report: dict[str, Any], cpu: str | None) -> str:
+    """A note when a figure carried from another run was measured on a different CPU than this run's."""
+    here = (report.get("machine") or {}).get("cpu")
+    return f"; measured on another machine: {cpu}" if cpu and here and cpu != here else ""
+
+
 def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per issue-9 target: what was measured, what is wanted, and whether it holds (None: not measured)."""
     found = medians(report["results"])
@@ -141,7 +147,7 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{imports['seconds']:.1f} s",
                 f"< {IMPORT_S:.0f} s",
                 imports["seconds"] < IMPORT_S,
-                f"from {imports['file']} (not re-measured in this run)",
+                f"from {imports['file']} (not re-measured in this run){_elsewhere(report, imports.get('cpu'))}",
             )
         )
     else:

@@ -152,6 +152,20 @@ def test_a_chain_that_does_not_verify_fails_however_fast(report_module):
     assert ok["`silta audit verify`"] is False
 
 
+def test_an_import_figure_from_another_machine_says_so(report_module):
+    xeon = {"machine": {"cpu": "Intel(R) Xeon(R) Processor"}}
+    carried = {"seconds": 8.8, "file": "results/imports-x.md", "cpu": "AMD EPYC"}
+
+    def note(report: dict[str, Any]) -> str:
+        return next(v["note"] for v in report_module.verdicts(report) if v["target"].startswith("import"))
+
+    assert note(report_of(passing_results(), imports=carried, **xeon)).endswith(
+        "(not re-measured in this run); measured on another machine: AMD EPYC"
+    )
+    same = {**carried, "cpu": "Intel(R) Xeon(R) Processor"}
+    assert note(report_of(passing_results(), imports=same, **xeon)).endswith("(not re-measured in this run)")
+
+
 def test_memory_over_250_mb_fails(report_module):
     report = report_of(passing_results(), memory={"peak_mb": 251.0, "rss_mb_at_end": 200.0})
     ok = by_target(report_module.verdicts(report))
