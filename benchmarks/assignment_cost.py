@@ -18,13 +18,23 @@ What one run does, on a COPY of the national data set (``benchmarks/dataset.py``
    ``feed_position`` row lock at commit) against writers spread over every region, ``--writers``
    concurrent requests for ``--hot-seconds`` each, driven by a bounded asyncio loop (wrk sends one
    token and body; these need the token and worker of each client's region).
-5. Writes ``benchmarks/results/assignment-cost-<UTC time>.json`` and ``.md``.
+5. ``--against OTHER_CHECKOUT``: an interleaved A/B of the write's server CPU, for changes too small
+   to tell apart on a noisy shared machine run after run. A second Silta from the other checkout
+   runs pinned to the same CPU; for ``--rounds`` rounds each server in turn (the order alternating)
+   gets ``--per-round`` writes from 4 writers, and the CPU its process used is divided by the
+   assignments it created. The medians over the rounds are compared.
+6. Writes ``benchmarks/results/assignment-cost-<UTC time>.json`` and ``.md``.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/assignment_cost.py \\
         --database-url postgresql://postgres@127.0.0.1:5432/silta_bench_NAME \\
         --data-dir /tmp/silta_bench_national-data -c 16 --hot-lock
+
+    # a change against the code before it (git worktree add /tmp/before HEAD~1):
+    .venv/bin/python benchmarks/assignment_cost.py \\
+        --database-url postgresql://postgres@127.0.0.1:5432/silta_bench_NAME \\
+        --data-dir /tmp/silta_bench_national-data -c 4 --runs 1 --against /tmp/before
 
 Only loopback hosts are used: PostgreSQL, the servers and every load target.
 """
@@ -82,6 +92,7 @@ INSERT INTO bench_pool (client_id, region) SELECT client_id, region FROM chosen
 """
 MAX_POOL_PER_REGION = 20_000
 MAX_HOT_SECONDS = 30
+MAX_AB_ROUNDS, MAX_AB_PER_ROUND = 20, 2_000  # bounded load: at most 80,000 writes
 
 
 def prepare_pool(url: str, per_region: int) -> dict[str, int]:
@@ -192,6 +203,49 @@ def hot_lock(args: argparse.Namespace, base: str, env: dict[str, str]) -> list[d
     return out
 
 
+def interleaved(
+    args: argparse.Namespace, procs: Processes, work: Path, env: dict[str, str], silta: harness.Server
+) -> dict[str, Any]:
+    """Server CPU per created assignment of this checkout and of ``--against``, in alternating rounds."""
+    other_env = {**env, "PYTHONPATH": str(args.against)}
+    other = harness.start_server(
+        procs,
+        work,
+        "silta-against",
+        lambda port: harness.uvicorn_argv(args, "app.main:app", port),
+        cwd=args.against,
+        env=other_env,
+        health="/healthz",
+    )
+    harness.wait_ready(procs, other)
+    if args.wrk_cpu is not None:
+        os.sched_setaffinity(0, {int(args.wrk_cpu)})  # the driver on the load CPU, like wrk
+    workers = workers_of(args.database_url)
+    tokens = {region: token(env, args.source, region) for region in workers}
+    servers = {"this": silta, "against": other}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in servers}
+    for n in range(args.rounds):
+        for name in list(servers) if n % 2 == 0 else list(reversed(servers)):
+            server = servers[name]
+            jobs = take(args.database_url, None, args.per_round)
+            before = harness.process_cpu_seconds(server.pid)
+            result = asyncio.run(drive(server.base, jobs, tokens, workers, 4, MAX_HOT_SECONDS * 4))
+            used = harness.process_cpu_seconds(server.pid) - before
+            if result["created"] != len(jobs):
+                raise RuntimeError(f"{name}: {result['created']} of {len(jobs)} writes created: {result['statuses']}")
+            cpu_ms[name].append(used * 1000 / len(jobs))
+            print(f"  round {n} {name}: {result['rps']:.0f}/s, {cpu_ms[name][-1]:.2f} ms server CPU/write", flush=True)
+    medians = {name: statistics.median(values) for name, values in cpu_ms.items()}
+    return {
+        "against": f"{args.against} ({harness.git_state(args.against)})",
+        "rounds": args.rounds,
+        "per_round": args.per_round,
+        "cpu_ms": cpu_ms,
+        "median_cpu_ms": medians,
+        "change": medians["this"] / medians["against"] - 1,
+    }
+
+
 def run(args: argparse.Namespace, procs: Processes, work: Path, created: list[str], started: Any) -> dict[str, Any]:
     machine = harness.machine_info(args.admin_url)
     harness.recreate_database(args.admin_url, args.baseline_db_name)
@@ -235,6 +289,7 @@ def run(args: argparse.Namespace, procs: Processes, work: Path, created: list[st
         results.append(harness.measure(base_target, args, concurrency, db_pid, work / "load.jsonl"))
         results.append(assignments(args, silta, bearer, body, concurrency, db_pid, work))
     hot = hot_lock(args, silta.base, env) if args.hot_lock else []
+    ab = interleaved(args, procs, work, env, silta) if args.against else {}
     return {
         **harness.report_header("assignment-cost", started, __file__),
         "machine": machine,
@@ -243,6 +298,7 @@ def run(args: argparse.Namespace, procs: Processes, work: Path, created: list[st
         "results": [asdict(m) for m in results],
         "ratios": ratios(results),
         "hot_lock": hot,
+        "ab": ab,
     }
 
 
@@ -329,6 +385,22 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {h['label']} | {h['regions']} | {h['writers']} | {h['rps']:,.0f} | {h['p50_ms'] or 0:.1f} | "
                 f"{h['p99_ms'] or 0:.1f} | {h['statuses']} |"
             )
+    if report.get("ab"):
+        ab = report["ab"]
+        out += [
+            "",
+            f"## Interleaved A/B against `{ab['against']}`",
+            "",
+            f"{ab['rounds']} rounds of {ab['per_round']} writes each, both servers on one pinned CPU, the order "
+            "alternating; server CPU ms per created assignment.",
+            "",
+            "| server | median | rounds |",
+            "|---|---:|---|",
+        ]
+        for name in ("this", "against"):
+            rounds = ", ".join(f"{ms:.2f}" for ms in ab["cpu_ms"][name])
+            out.append(f"| {name} | {ab['median_cpu_ms'][name]:.2f} | {rounds} |")
+        out += ["", f"This checkout: {ab['change']:+.1%} server CPU per write against the other."]
     out += ["", "## All measurements", "", "```", json.dumps(report["results"], indent=1)[:20000], "```"]
     return "\n".join(out) + "\n"
 
@@ -347,6 +419,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hot-region", help="the one region of --hot-lock (default --region)")
     p.add_argument("--writers", type=int, default=16)
     p.add_argument("--hot-seconds", type=int, default=10)
+    p.add_argument("--against", type=Path, help="another checkout: interleaved A/B of the write's server CPU")
+    p.add_argument("--rounds", type=int, default=6, help="A/B rounds (each server once per round)")
+    p.add_argument("--per-round", type=int, default=300, help="writes per server and round")
     args = p.parse_args(argv)
     problems = harness.arg_problems(args)
     harness.ensure_loopback(args.database_url)
@@ -356,9 +431,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         problems.append(f"pool per region 0-{MAX_POOL_PER_REGION}, writers 1-{harness.MAX_CONCURRENCY}")
     if not 1 <= args.hot_seconds <= MAX_HOT_SECONDS:
         problems.append(f"hot seconds 1-{MAX_HOT_SECONDS}")
+    if not (1 <= args.rounds <= MAX_AB_ROUNDS and 1 <= args.per_round <= MAX_AB_PER_ROUND):
+        problems.append(f"rounds 1-{MAX_AB_ROUNDS}, per round 1-{MAX_AB_PER_ROUND}")
+    if args.against is not None and not (args.against / "app" / "main.py").is_file():
+        problems.append("--against must be a checkout (with app/main.py)")
     if problems:
         p.error("; ".join(problems))
     args.source = args.source.resolve()
+    args.against = args.against.resolve() if args.against else None
     return harness.settle_args(args)
 
 

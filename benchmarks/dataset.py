@@ -131,10 +131,7 @@ def _cpu_ticks() -> tuple[int, int]:
 def backend_cpu(conn: psycopg.Connection[Any]) -> tuple[int, float]:
     """(pid, CPU seconds) of the connection's PostgreSQL backend: loopback only, so it runs on this host."""
     pid = conn.info.backend_pid
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return pid, 0.0
+    return pid, harness.process_cpu_seconds(pid)
 
 
 def default_data_dir(db_name: str) -> Path:

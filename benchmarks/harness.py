@@ -471,6 +471,14 @@ def check_once(target: Target, first_id: str | None) -> str:
     return f"HTTP {response.status_code}, {len(response.content)} bytes"
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process on this host, from ``/proc/<pid>/stat`` (0.0 if gone)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """VmHWM (peak resident) and VmRSS of a live process, in kB, from ``/proc/<pid>/status``."""
     out = {}
@@ -669,7 +677,7 @@ def machine_info(admin_url: str, packages: Sequence[str] = PACKAGES) -> dict[str
         "wrk": wrk_version,
         "packages": versions,
         "load_average_at_start": list(os.getloadavg()),
-        "git": _git_state(),
+        "git": git_state(),
     }
 
 
@@ -680,14 +688,18 @@ def _read(path: str) -> str:
         return ""
 
 
-def _git_state() -> str:
+def git_state(checkout: Path = REPO) -> str:
+    """The checkout's commit, and how many files outside benchmarks/ differ from it."""
     git = shutil.which("git")
     if not git:
         return "unknown"
-    head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)  # noqa: S603
-    dirty = subprocess.run([git, "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=False)  # noqa: S603
-    changed = len([line for line in dirty.stdout.splitlines() if not line[3:].startswith("benchmarks/")])
-    return head.stdout.strip() + (f" + {changed} uncommitted file(s) outside benchmarks/" if changed else "")
+
+    def git_out(*argv: str) -> str:
+        return subprocess.run([git, *argv], cwd=checkout, capture_output=True, text=True, check=False).stdout  # noqa: S603
+
+    head, dirty = git_out("rev-parse", "--short", "HEAD"), git_out("status", "--porcelain")
+    changed = len([line for line in dirty.splitlines() if not line[3:].startswith("benchmarks/")])
+    return head.strip() + (f" + {changed} uncommitted file(s) outside benchmarks/" if changed else "")
 
 
 def all_measured(report: dict[str, Any]) -> bool:
