@@ -20,7 +20,8 @@ What one run does, on a COPY of the national data set (``benchmarks/dataset.py``
    token and body; these need the token and worker of each client's region).
 5. ``--against OTHER_CHECKOUT``: an interleaved A/B of the write's server CPU, for changes too small
    to tell apart on a noisy shared machine run after run. A second Silta from the other checkout
-   runs pinned to the same CPU; for ``--rounds`` rounds each server in turn (the order alternating)
+   runs pinned to the same CPU; after 50 unmeasured writes each (warming both alike), for
+   ``--rounds`` rounds each server in turn (the order alternating)
    gets ``--per-round`` writes from 4 writers, and the CPU its process used is divided by the
    assignments it created. The medians over the rounds are compared.
 6. Writes ``benchmarks/results/assignment-cost-<UTC time>.json`` and ``.md``.
@@ -93,6 +94,7 @@ INSERT INTO bench_pool (client_id, region) SELECT client_id, region FROM chosen
 MAX_POOL_PER_REGION = 20_000
 MAX_HOT_SECONDS = 30
 MAX_AB_ROUNDS, MAX_AB_PER_ROUND = 20, 2_000  # bounded load: at most 80,000 writes
+AB_WARMUP = 50  # unmeasured writes per server before the A/B rounds
 
 
 def prepare_pool(url: str, per_region: int) -> dict[str, int]:
@@ -203,26 +205,34 @@ def hot_lock(args: argparse.Namespace, base: str, env: dict[str, str]) -> list[d
     return out
 
 
+def start_silta(
+    args: argparse.Namespace, procs: Processes, work: Path, name: str, source: Path, env: dict[str, str]
+) -> harness.Server:
+    """One pinned Silta worker running ``source``'s app (not yet waited for)."""
+    return harness.start_server(
+        procs,
+        work,
+        name,
+        lambda port: harness.uvicorn_argv(args, "app.main:app", port),
+        cwd=source,
+        env=env,
+        health="/healthz",
+    )
+
+
 def interleaved(
     args: argparse.Namespace, procs: Processes, work: Path, env: dict[str, str], silta: harness.Server
 ) -> dict[str, Any]:
     """Server CPU per created assignment of this checkout and of ``--against``, in alternating rounds."""
-    other_env = {**env, "PYTHONPATH": str(args.against)}
-    other = harness.start_server(
-        procs,
-        work,
-        "silta-against",
-        lambda port: harness.uvicorn_argv(args, "app.main:app", port),
-        cwd=args.against,
-        env=other_env,
-        health="/healthz",
-    )
+    other = start_silta(args, procs, work, "silta-against", args.against, {**env, "PYTHONPATH": str(args.against)})
     harness.wait_ready(procs, other)
     if args.wrk_cpu is not None:
         os.sched_setaffinity(0, {int(args.wrk_cpu)})  # the driver on the load CPU, like wrk
     workers = workers_of(args.database_url)
     tokens = {region: token(env, args.source, region) for region in workers}
     servers = {"this": silta, "against": other}
+    for server in servers.values():  # warm both alike (pool connections, prepared statements): unmeasured
+        asyncio.run(drive(server.base, take(args.database_url, None, AB_WARMUP), tokens, workers, 4, MAX_HOT_SECONDS))
     cpu_ms: dict[str, list[float]] = {name: [] for name in servers}
     for n in range(args.rounds):
         for name in list(servers) if n % 2 == 0 else list(reversed(servers)):
@@ -266,15 +276,7 @@ def run(args: argparse.Namespace, procs: Processes, work: Path, created: list[st
     body = work / "assignment.json"
     body.write_text(json.dumps({"responsibility": "organising", "worker_id": workers[args.region]}))
     baseline = harness.start_baseline(procs, args, work)
-    silta = harness.start_server(
-        procs,
-        work,
-        "silta",
-        lambda port: harness.uvicorn_argv(args, "app.main:app", port),
-        cwd=args.source,
-        env=env,
-        health="/healthz",
-    )
+    silta = start_silta(args, procs, work, "silta", args.source, env)
     for server in (baseline, silta):
         harness.wait_ready(procs, server)
     item = {"name": "bench", "region": "05", "birth_date": "2005-01-01", "score": 1, "payload": {"k": "v"}}
