@@ -7,7 +7,7 @@ The API is async (asyncpg / aiosqlite); Alembic and the CLI use the sync drivers
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from sqlalchemy import event
@@ -140,6 +140,15 @@ def in_autocommit(connection: AsyncConnection) -> bool:
     return connection.sync_connection is not None and (
         connection.sync_connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
     )
+
+
+async def plain_rows(session: AsyncSession, statement: Any, params: dict[str, Any] | None = None) -> Sequence[Any]:
+    """A SELECT's rows as plain column rows, an entity's columns by name: for reads that change nothing.
+
+    No ORM instances, identity map or per-row loading: for the thousands of rows a report reads,
+    and for a read request's few, where that loading cost more than the statement (issue 9).
+    """
+    return (await (await session.connection()).execute(statement, params)).all()
 
 
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:

@@ -12,7 +12,7 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db import plain_rows
 from app.domain import caseload as rules
 from app.domain.access import ADMIN, AUDITOR, COORDINATOR, SYSTEM, Caller
 from app.errors import Forbidden, NotFound, Unprocessable
@@ -66,11 +67,6 @@ class Load:
 
 
 # --- what the database counts -------------------------------------------------------------------
-
-
-async def _rows(session: AsyncSession, statement: Any) -> Sequence[Any]:
-    """Plain rows, without the ORM's per-row processing: reports read thousands of them."""
-    return (await (await session.connection()).execute(statement)).all()
 
 
 async def settings_on(session: AsyncSession, on: dt.date, region: str | None = None) -> dict[str, Settings]:
@@ -134,7 +130,7 @@ async def _count_named(
         statement = union_all(statement, per_role)
     loads: dict[uuid.UUID, Load] = defaultdict(Load)
     clients_by_role: dict[str, int] = {}
-    for worker_id, level, role, count in await _rows(session, statement):
+    for worker_id, level, role, count in await plain_rows(session, statement):
         if worker_id is None:
             clients_by_role[role] = count
         else:
@@ -164,7 +160,7 @@ async def _count_pairs(session: AsyncSession, on: dt.date, region: str | None, l
     else:  # every worker's: one pass over the pairs
         members = union_all(*(select(side.label("worker_id")).where(*in_force) for side in sides)).subquery()
         statement = select(members.c.worker_id, func.count()).group_by(members.c.worker_id)
-    for worker_id, count in await _rows(session, statement):
+    for worker_id, count in await plain_rows(session, statement):
         loads[worker_id].pairs += count
 
 
@@ -264,7 +260,7 @@ async def worker_loads(
     loads = await loads_on(session, on, region) if loads is None else loads
     # every worker of the region, kept here: naming the loaded ones in the query would send (and
     # expand) hundreds of ids per request, more than the few inactive workers' rows it spares
-    workers = await _rows(
+    workers = await plain_rows(
         session,
         core_select(
             col(Worker.id),
@@ -408,7 +404,8 @@ async def _overview(session: AsyncSession) -> CaseloadOverview:
     ).all()
     settings = await settings_on(session, on)
     loads = await loads_on(session, on)
-    workers = await _rows(session, select(Worker.id, Worker.region, Worker.role).where(col(Worker.active).is_(True)))
+    active = select(Worker.id, Worker.region, Worker.role).where(col(Worker.active).is_(True))
+    workers = await plain_rows(session, active)
     organised = {
         region: count
         for region, count in (

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db import plain_rows
 from app.domain import aftercare
 from app.domain.access import Caller
 from app.domain.compliance import compliance_status
@@ -47,18 +48,17 @@ async def responsibility(
 ) -> ResponsibilityPublic:
     """Organising and residence region with named workers on ``as_of``, as recorded at ``known_at``."""
     client, present = await client_with_presence(session, caller, client_id)
-    # a read: no write follows, so the rows need not be state.all_rows' (kept for the transaction);
-    # the assignments come with their workers' names and roles, one statement fewer (issue 9)
+    # a read: no write follows, so the rows need not be state.all_rows' (kept for the transaction),
+    # nor ORM instances: plain rows, and the assignments with their workers' names and roles (issue 9)
     of_client = {"client_id": client.id}
-    periods = list(await session.exec(state.PERIODS_OF, params=of_client))
-    assignments = (await session.exec(_ASSIGNMENTS, params=of_client)).all()
-    worker_of = {row.id: (name, role) for row, name, role in assignments}
-    gaps = list(await session.exec(state.GAPS_OF, params=of_client))
+    periods = await plain_rows(session, state.PERIODS_OF, of_client)
+    assignments = await plain_rows(session, _ASSIGNMENTS, of_client)  # each with its worker's name and role
+    gaps = await plain_rows(session, state.GAPS_OF, of_client)
     organising_today = state.in_force(periods, today()).get(ORGANISING)
     if organising_today is not None:  # the access entry's disclosure need not look it up again
         note_organisers(session, {client.id: organising_today.region})
-    period_now = {row.responsibility: row for row in in_force(periods, as_of, known_at)}
-    assignment_now = {row.responsibility: row for row in in_force([row for row, _, _ in assignments], as_of, known_at)}
+    period_now = {row.responsibility: row for row in in_force(list(periods), as_of, known_at)}
+    assignment_now = {row.responsibility: row for row in in_force(list(assignments), as_of, known_at)}
 
     def held(resp: str) -> HeldResponsibility | None:
         period = period_now.get(resp)
@@ -67,12 +67,11 @@ async def responsibility(
         assignment = assignment_now.get(resp)
         named = None
         if assignment is not None:
-            name, role = worker_of[assignment.id]
             named = NamedWorker(
                 assignment_id=assignment.id,
                 worker_id=assignment.worker_id,
-                name=name,
-                role=role,
+                name=assignment.name,
+                role=assignment.role,
                 since=assignment.valid_from,
             )
         return HeldResponsibility(

@@ -99,6 +99,23 @@ def statements_sent(app: Any) -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
+def instances_loaded(*models: type) -> Iterator[list[str]]:
+    """The ORM instances (their class names) built from rows of ``models`` while the block runs."""
+    loaded: list[str] = []
+
+    def note(instance: Any, _context: Any) -> None:
+        loaded.append(type(instance).__name__)
+
+    for model in models:
+        event.listen(model, "load", note)
+    try:
+        yield loaded
+    finally:
+        for model in models:
+            event.remove(model, "load", note)
+
+
+@contextlib.contextmanager
 def statements_compiled(app: Any) -> Iterator[list[str]]:
     """The statements the app compiles while the block runs (SQLAlchemy's statement cache missed)."""
     compiled: list[str] = []

@@ -12,7 +12,10 @@ from sqlalchemy import event, text
 
 from app.services import chain
 from app.services.clock import today
-from tests.api.helpers import add_worker, assign, register, statements_compiled, statements_sent
+from app.models.assignment import Assignment, ComplianceGap
+from app.models.client import ResponsibilityPeriod
+from app.models.worker import Worker
+from tests.api.helpers import add_worker, assign, instances_loaded, register, statements_compiled, statements_sent
 
 DAY = dt.timedelta(days=1)
 
@@ -299,6 +302,23 @@ async def test_responsibility_as_of_asks_nothing_it_already_knows(api, auth, app
         assert not any(s.startswith(("SELECT worker", "SELECT work_pair", "SELECT cost_decision")) for s in sent)
         disclosures = await rows(app, "SELECT from_region, to_region FROM disclosure_log")
         assert [(row["from_region"], row["to_region"]) for row in disclosures] == [("05", "08")] * disclosed
+
+
+async def test_responsibility_as_of_builds_no_orm_instance_of_the_clients_timeline(api, auth):
+    """A read changes nothing: its periods, assignments (with their workers) and gaps are plain rows,
+    whose ORM loading cost more than the three statements (issue 9)."""
+    client = await register(api, sys(auth, "05"))
+    worker = await add_worker(api, coord(auth, "05"), "05")
+    assert (await assign(api, sys(auth, "05"), client["id"], "organising", worker["id"])).status_code == 201
+    with instances_loaded(ResponsibilityPeriod, Assignment, ComplianceGap, Worker) as loaded:
+        response = await api.get(f"/v1/clients/{client['id']}/responsibility", headers=sys(auth, "08"))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["organising"]["region"] == "05" and answer["residence"]["region"] == "08"
+    assert answer["organising"]["named_worker"]["name"] == worker["name"]
+    assert answer["organising"]["named_worker"]["role"] == worker["role"]
+    assert [gap["responsibility"] for gap in answer["missing"]] == ["residence"]
+    assert loaded == []
 
 
 async def test_reads_that_disclose_compile_no_statement_once_warm(api, auth, app):
