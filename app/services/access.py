@@ -13,6 +13,7 @@ from sqlalchemy import BindParameter, ColumnElement, bindparam, event, exists, o
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db import plain_rows
 from app.domain.access import AUDITOR, COORDINATOR, SYSTEM, Caller
 from app.errors import NotFound
 from app.models.client import Client, ResponsibilityPeriod
@@ -128,10 +129,17 @@ class Presence(NamedTuple):
     decisions: bool
 
 
-async def client_with_presence(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> tuple[Client, Presence]:
-    """``client_for`` for a full read, with the client's ``Presence`` learnt in the same statement."""
-    found = await _read(session, _WITH_PRESENCE[caller.national], _params(caller, client_id))
-    return found[0], Presence(*found[2:])
+async def client_with_presence(session: AsyncSession, caller: Caller, client_id: uuid.UUID) -> tuple[Any, Presence]:
+    """``client_for`` for a full read, with the client's ``Presence`` learnt in the same statement.
+
+    The client is a plain row of its id and aftercare dates, all that ``responsibility?as_of`` reads
+    of it: no ORM instance to build for a read (issue 9)."""
+    rows = await plain_rows(session, _WITH_PRESENCE[caller.national], _params(caller, client_id))
+    if not rows:
+        raise NotFound("client not found", code="client_not_found")
+    client = rows[0]
+    _note_view(session, client.id, client.full_view)
+    return client, Presence(client.requests, client.pairs, client.decisions)
 
 
 def _params(caller: Caller, client_id: uuid.UUID) -> dict[str, Any]:
@@ -148,9 +156,13 @@ async def _read(session: AsyncSession, statement: Any, params: dict[str, Any]) -
     found = (await session.exec(statement, params=params)).first()
     if found is None:
         raise NotFound("client not found", code="client_not_found")
-    client, full_view = found[0], found[1]
-    session.info.setdefault(FULLY_INVOLVED, {})[client.id] = bool(full_view)
+    _note_view(session, found[0].id, found[1])
     return found
+
+
+def _note_view(session: AsyncSession, client_id: uuid.UUID, full_view: Any) -> None:
+    """Keep whether the caller sees the client whole, so that its view need not ask again."""
+    session.info.setdefault(FULLY_INVOLVED, {})[client_id] = bool(full_view)
 
 
 def _client_for_statement(for_update: bool, whole: bool, national: bool) -> Any:
@@ -179,7 +191,9 @@ def _with_presence_statement(national: bool) -> Any:
         exists(select(model.id).where(col(model.client_id) == Client.id))
         for model in (CoordinationRequest, WorkPair, CostDecision)
     ]
-    return select(Client, condition, *present).where(Client.id == bindparam("client_id"), condition)
+    dates = (col(Client.id), col(Client.aftercare_start), col(Client.aftercare_end))
+    labelled = [flag.label(name) for flag, name in zip(present, Presence._fields, strict=True)]
+    return select(*dates, condition.label("full_view"), *labelled).where(Client.id == bindparam("client_id"), condition)
 
 
 _WITH_PRESENCE = {national: _with_presence_statement(national) for national in (False, True)}
