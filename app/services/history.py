@@ -49,7 +49,8 @@ async def responsibility(
     """Organising and residence region with named workers on ``as_of``, as recorded at ``known_at``."""
     client, present = await client_with_presence(session, caller, client_id)
     # a read: no write follows, so the rows need not be state.all_rows' (kept for the transaction),
-    # nor ORM instances: plain rows, and the assignments with their workers' names and roles (issue 9)
+    # nor ORM instances: plain rows here and for its requests and pairs, and the assignments with their
+    # workers' names and roles (issue 9)
     of_client = {"client_id": client.id}
     periods = await plain_rows(session, state.PERIODS_OF, of_client)
     assignments = await plain_rows(session, _ASSIGNMENTS, of_client)  # each with its worker's name and role
@@ -90,7 +91,7 @@ async def responsibility(
         and (gap.closed_on is None or gap.closed_on > as_of or (gap.closed_at and gap.closed_at > stamp))
     ]
     status = aftercare.status(client.aftercare_start, client.aftercare_end, as_of)
-    requests = await session.exec(_REQUESTS, params=of_client) if present.requests else ()
+    requests = await plain_rows(session, _REQUESTS, of_client) if present.requests else ()
     pending = [
         request
         for request in requests
@@ -98,7 +99,7 @@ async def responsibility(
         and local_date(request.created_at) <= as_of
         and (request.answered_at is None or request.answered_at > stamp or local_date(request.answered_at) > as_of)
     ]
-    pairs_ever = list(await session.exec(_PAIRS, params=of_client)) if present.pairs else []
+    pairs_ever = list(await plain_rows(session, _PAIRS, of_client)) if present.pairs else []
     pairs_then = pairs.in_force(pairs_ever, as_of, stamp)
     return ResponsibilityPublic(
         client_id=client.id,

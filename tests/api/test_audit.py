@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 
 from app.models.assignment import Assignment, ComplianceGap
 from app.models.client import Client, ResponsibilityPeriod
+from app.models.request import CoordinationRequest
 from app.models.worker import Worker
 from app.services import chain
 from app.services.clock import today
@@ -306,11 +307,12 @@ async def test_responsibility_as_of_asks_nothing_it_already_knows(api, auth, app
 
 async def test_responsibility_as_of_builds_no_orm_instance_of_the_clients_timeline(api, auth):
     """A read changes nothing: the client (its id and dates), its periods, assignments (with their
-    workers) and gaps are plain rows, whose ORM loading cost more than the statements (issue 9)."""
+    workers), gaps and requests are plain rows, whose ORM loading cost more than the statements (issue 9)."""
     client = await register(api, sys(auth, "05"))
     worker = await add_worker(api, coord(auth, "05"), "05")
     assert (await assign(api, sys(auth, "05"), client["id"], "organising", worker["id"])).status_code == 201
-    with instances_loaded(Client, ResponsibilityPeriod, Assignment, ComplianceGap, Worker) as loaded:
+    timeline = (Client, ResponsibilityPeriod, Assignment, ComplianceGap, Worker, CoordinationRequest)
+    with instances_loaded(*timeline) as loaded:
         response = await api.get(f"/v1/clients/{client['id']}/responsibility", headers=sys(auth, "08"))
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -318,6 +320,7 @@ async def test_responsibility_as_of_builds_no_orm_instance_of_the_clients_timeli
     assert answer["organising"]["named_worker"]["name"] == worker["name"]
     assert answer["organising"]["named_worker"]["role"] == worker["role"]
     assert [gap["responsibility"] for gap in answer["missing"]] == ["residence"]
+    assert [(r["kind"], r["to_region"]) for r in answer["pending_requests"]] == [("assign_residence_worker", "08")]
     assert loaded == []
 
 

@@ -9,8 +9,10 @@ import json
 import pytest
 from sqlalchemy import text
 
+from app.models.pair import WorkPair
+from app.models.request import CoordinationRequest
 from app.services.clock import today
-from tests.api.helpers import add_worker, assign, register
+from tests.api.helpers import add_worker, assign, instances_loaded, register
 
 DAY = dt.timedelta(days=1)
 
@@ -345,3 +347,17 @@ async def test_the_database_refuses_a_second_live_cross_region_pair(api, auth, a
                 },
             )
     assert pair["status"] == "proposed"
+
+
+async def test_responsibility_as_of_shows_the_pair_in_force_from_plain_rows(api, auth, named):
+    """``responsibility?as_of`` reads the client's pairs as plain rows, no WorkPair instance (issue 9)."""
+    cid = named["client"]["id"]
+    pair = (await propose(api, sys(auth, "05"), cid, [named["w05"], named["w08"]])).json()
+    assert (await api.post(f"/v1/pairs/{pair['id']}/confirm", headers=coord(auth, "08"))).status_code == 200
+    with instances_loaded(WorkPair, CoordinationRequest) as loaded:
+        response = await api.get(f"/v1/clients/{cid}/responsibility", headers=sys(auth, "08"))
+    assert response.status_code == 200, response.text
+    shown = response.json()["pairs"]
+    assert [(p["id"], p["status"], p["start_date"]) for p in shown] == [(pair["id"], "active", today().isoformat())]
+    assert sorted(shown[0]["worker_ids"]) == sorted([named["w05"]["id"], named["w08"]["id"]])
+    assert loaded == []
