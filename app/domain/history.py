@@ -8,6 +8,7 @@ withdrawn as a mistake (``retracted_at``). Reading "as known at T" ignores what 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 
@@ -35,7 +36,7 @@ def known(row: Temporal, known_at: dt.datetime | None) -> bool:
     return row.recorded_at <= known_at and (row.retracted_at is None or row.retracted_at > known_at)
 
 
-def in_force(rows: list[T], on: dt.date, known_at: dt.datetime | None = None) -> list[T]:
+def in_force(rows: Sequence[T], on: dt.date, known_at: dt.datetime | None = None) -> list[T]:
     """The rows valid on ``on``, as the records stood at ``known_at`` (default: now)."""
     result = []
     for row in rows:

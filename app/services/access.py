@@ -150,9 +150,7 @@ def _params(caller: Caller, client_id: uuid.UUID) -> dict[str, Any]:
 
 
 async def _read(session: AsyncSession, statement: Any, params: dict[str, Any]) -> Any:
-    """The row of a read statement (the client, whether the caller sees it whole, anything after),
-    else 404; a read also learns whether the caller sees the whole client, so that its view need not
-    ask again."""
+    """The row of a read statement (the client, whether the caller sees it whole, anything after), else 404."""
     found = (await session.exec(statement, params=params)).first()
     if found is None:
         raise NotFound("client not found", code="client_not_found")

@@ -48,9 +48,8 @@ async def responsibility(
 ) -> ResponsibilityPublic:
     """Organising and residence region with named workers on ``as_of``, as recorded at ``known_at``."""
     client, present = await client_with_presence(session, caller, client_id)
-    # a read: no write follows, so the rows need not be state.all_rows' (kept for the transaction),
-    # nor ORM instances: plain rows here and for its requests and pairs, and the assignments with their
-    # workers' names and roles (issue 9)
+    # a read: no write follows, so its rows need not be state.all_rows' (kept for the transaction) nor
+    # ORM instances: plain rows, here and for its requests and pairs (issue 9)
     of_client = {"client_id": client.id}
     periods = await plain_rows(session, state.PERIODS_OF, of_client)
     assignments = await plain_rows(session, _ASSIGNMENTS, of_client)  # each with its worker's name and role
@@ -58,8 +57,8 @@ async def responsibility(
     organising_today = state.in_force(periods, today()).get(ORGANISING)
     if organising_today is not None:  # the access entry's disclosure need not look it up again
         note_organisers(session, {client.id: organising_today.region})
-    period_now = {row.responsibility: row for row in in_force(list(periods), as_of, known_at)}
-    assignment_now = {row.responsibility: row for row in in_force(list(assignments), as_of, known_at)}
+    period_now = {row.responsibility: row for row in in_force(periods, as_of, known_at)}
+    assignment_now = {row.responsibility: row for row in in_force(assignments, as_of, known_at)}
 
     def held(resp: str) -> HeldResponsibility | None:
         period = period_now.get(resp)
